@@ -1,0 +1,1 @@
+"""Backends turn token requests into scores and generations."""

@@ -1,0 +1,152 @@
+"""A local causal LM (transformers) behind two batch methods: score token requests, generate text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tqdm import tqdm
+
+from hydra_eval.records import Generation, ScoreRequest, ScoreResult
+
+
+def truncate(request: ScoreRequest, max_len: int) -> ScoreRequest:
+    """Drop tokens from the left so the request fits the model's window; at least one token stays unscored."""
+    cut = len(request.tokens) - max_len
+    if cut <= 0:
+        return request
+    return ScoreRequest(tokens=request.tokens[cut:], score_from=max(1, request.score_from - cut))
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    positions = [text.find(s) for s in stop if s and s in text]
+    return text[: min(positions)] if positions else text
+
+
+class LocalLM:
+    """Wraps a transformers causal LM. Scores are computed at scored positions only."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int, max_seq_len: int, progress: bool = True):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_seq_len = max_seq_len
+        self.progress = progress
+        self.tokens_computed = 0
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
+
+    def score(self, requests: Sequence[ScoreRequest], desc: str = "score") -> list[ScoreResult]:
+        """Sum of log-probs of tokens[score_from:] for every request; independent of batch composition."""
+        import torch
+
+        fitted = [truncate(r, self.max_seq_len) for r in requests]
+        order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i].tokens))
+        results: list[ScoreResult | None] = [None] * len(fitted)
+        bar = tqdm(total=len(fitted), desc=desc, unit="seq", disable=not self.progress)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, result in zip(chunk, self._score_batch([fitted[i] for i in chunk]), strict=True):
+                    results[i] = result
+                bar.update(len(chunk))
+        bar.close()
+        return [r for r in results if r is not None]
+
+    def _score_batch(self, batch: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        import torch
+
+        device = self.device
+        width = max(len(r.tokens) for r in batch)
+        ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        rows, cols, owners = [], [], []
+        for j, r in enumerate(batch):
+            n = len(r.tokens)
+            ids[j, :n] = torch.tensor(r.tokens)
+            mask[j, :n] = 1
+            positions = torch.arange(r.score_from - 1, n - 1)  # position p predicts token p + 1
+            rows.append(torch.full_like(positions, j))
+            cols.append(positions)
+            owners.append(torch.full_like(positions, j))
+        row, col = torch.cat(rows), torch.cat(cols)
+        self.tokens_computed += int(mask.sum())
+        hidden = self.model.get_decoder()(
+            input_ids=ids.to(device), attention_mask=mask.to(device)
+        ).last_hidden_state
+        logits = self.model.get_output_embeddings()(hidden[row.to(device), col.to(device)]).float()
+        targets = ids[row, col + 1].to(device)
+        token_logprobs = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
+        greedy = logits.argmax(dim=-1) == targets
+        owner = torch.cat(owners).to(device)
+        sums = torch.zeros(len(batch), dtype=torch.float64, device=device)
+        sums.index_add_(0, owner, token_logprobs.double())
+        misses = torch.zeros(len(batch), dtype=torch.long, device=device)
+        misses.index_add_(0, owner, (~greedy).long())
+        counts = torch.bincount(owner, minlength=len(batch))
+        return [
+            ScoreResult(logprob=float(sums[j]), n_scored=int(counts[j]), greedy=int(misses[j]) == 0)
+            for j in range(len(batch))
+        ]
+
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str], chat: bool, desc: str = "generate"
+    ) -> list[Generation]:
+        """Greedy generation in length-sorted, left-padded batches; text is cut at the first stop string."""
+        import torch
+
+        tok = self.tokenizer
+        if chat:
+            prompts = [
+                tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+                for p in prompts
+            ]
+        encoded = [self.encode(p, add_special_tokens=not chat) for p in prompts]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        results: list[Generation | None] = [None] * len(encoded)
+        bar = tqdm(total=len(encoded), desc=desc, unit="row", disable=not self.progress)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, g in zip(chunk, self._generate_batch([encoded[i] for i in chunk], max_new_tokens, stop),
+                                strict=True):
+                    results[i] = g
+                bar.update(len(chunk))
+        bar.close()
+        return [g for g in results if g is not None]
+
+    def _generate_batch(self, batch: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str]) -> list[Generation]:
+        import torch
+
+        tok = self.tokenizer
+        width = max(len(x) for x in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for j, x in enumerate(batch):
+            ids[j, width - len(x) :] = torch.tensor(x)
+            mask[j, width - len(x) :] = 1
+        kwargs: dict[str, Any] = {}
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=tok)
+        out = self.model.generate(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            **kwargs,
+        )
+        new = out[:, width:].cpu()
+        generations = []
+        for j, x in enumerate(batch):
+            row = new[j].tolist()
+            n_new = next((k + 1 for k, t in enumerate(row) if t == tok.eos_token_id), len(row))
+            text = cut_at_stop(tok.decode(row[:n_new], skip_special_tokens=True), stop)
+            self.tokens_computed += len(x) + n_new
+            generations.append(Generation(text=text, n_prompt_tokens=len(x), n_new_tokens=n_new))
+        return generations

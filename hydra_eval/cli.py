@@ -1,0 +1,40 @@
+"""`hydra-eval`: Hydra composes model x dataset x mode, pipeline.run does the job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from hydra_eval.config import setup
+from hydra_eval.errors import UserError
+
+setup()
+log = logging.getLogger("hydra_eval")
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path="pkg://hydra_eval.conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from hydra_eval.pipeline import run
+
+    multirun = _is_multirun()
+    try:
+        run(cfg, print_summary=not multirun)  # a sweep prints one table at its end (callbacks.SweepSummary)
+    except UserError as e:
+        if multirun:
+            raise
+        log.error("%s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

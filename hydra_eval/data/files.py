@@ -1,0 +1,61 @@
+"""Small readers shared by the dataset modules: JSON lines and label lists, with line-numbered errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra_eval.errors import UserError
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: malformed row, not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{lineno}: malformed row, expected a JSON object")
+            rows.append(row)
+    return rows
+
+
+def read_labels(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def attach_labels(rows: list[dict[str, Any]], labels: list[str], rows_path: Path, labels_path: Path) -> None:
+    if len(rows) != len(labels):
+        raise UserError(f"{rows_path} has {len(rows)} rows but {labels_path} has {len(labels)} labels")
+    for row, label in zip(rows, labels, strict=True):
+        row["label"] = label
+
+
+def require(row: dict[str, Any], keys: tuple[str, ...], index: int, dataset: str) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise UserError(f"{dataset} row {index + 1}: malformed row, missing field(s) {', '.join(missing)}")
+
+
+def parse_label(value: Any, allowed: range, index: int, dataset: str) -> int:
+    try:
+        label = int(value)
+    except (TypeError, ValueError):
+        label = -1
+    if label not in allowed:
+        raise UserError(f"{dataset} row {index + 1}: malformed label {value!r}")
+    return label
+
+
+def read_rows_with_labels(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
+    """The layout of PIQA and SIQA releases: a JSONL of rows plus a label list aligned line by line."""
+    rows_path, labels_path = directory / files["rows"], directory / files["labels"]
+    rows = read_jsonl(rows_path)
+    attach_labels(rows, read_labels(labels_path), rows_path, labels_path)
+    return rows

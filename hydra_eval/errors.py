@@ -1,0 +1,5 @@
+"""Errors a user can cause; the CLI prints them as one line."""
+
+
+class UserError(Exception):
+    """Bad input: unknown config, missing data, malformed rows. The message says what to do."""

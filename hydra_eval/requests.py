@@ -1,0 +1,28 @@
+"""(context, continuation) text pairs -> token requests, the way each anchor tool tokenizes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hydra_eval.records import ScoreRequest
+
+Encode = Callable[[str, bool], list[int]]  # (text, add_special_tokens) -> token ids
+
+
+def opencompass_request(context: str, continuation: str, encode: Encode) -> ScoreRequest:
+    """OpenCompass get_ppl: the whole text tokenized as one string (with the tokenizer's special tokens);
+    every token after the first is scored."""
+    return ScoreRequest(tokens=tuple(encode(context + continuation, True)), score_from=1)
+
+
+def lmeval_request(context: str, continuation: str, encode: Encode, prefix_token: int) -> ScoreRequest:
+    """lm-eval _encode_pair: trailing spaces of the context move to the continuation; the pair is tokenized
+    as one string and the context's own tokenization splits it. An empty context gets a prefix token."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    if not context:
+        return ScoreRequest(tokens=(prefix_token, *encode(continuation, False)), score_from=1)
+    whole = encode(context + continuation, False)
+    n_context = len(encode(context, False))
+    return ScoreRequest(tokens=tuple(whole), score_from=n_context)

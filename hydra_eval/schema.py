@@ -1,0 +1,107 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+The YAML files under ``conf/`` extend these, so a mistyped field or a wrong type fails when Hydra composes
+the config, before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    # "hf": transformers AutoModelForCausalLM (hub id or local dir, optionally a GGUF file inside it);
+    # "tiny": a small random Llama built in-process from `tiny` (tests).
+    kind: str = "hf"
+    path: str = MISSING
+    tokenizer_path: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"  # auto = cuda when present, else cpu
+    max_seq_len: int = 2048
+    batch_size: int = 16  # rows per generation batch; sequences per scoring batch
+    max_out_len: int = 100
+    chat_template: bool = False  # wrap gen-mode prompts in the tokenizer's chat template
+    trust_remote_code: bool = False
+    seed: int = 0
+    num_threads: int | None = None  # torch intra-op threads; null = all cores
+    tiny: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PplConfig:
+    # opencompass: mean NLL over the whole text (question included), lowest wins -> "accuracy".
+    # lmeval: log-likelihood of the continuation only -> "acc" and "acc_norm".
+    convention: str = "opencompass"
+    context: str = MISSING
+    target_delimiter: str = " "
+    choices: list[str] = MISSING
+
+
+@dataclass
+class GenConfig:
+    template: str = MISSING
+    stop: list[str] = field(default_factory=list)
+    max_out_len: int | None = None  # null = the model's max_out_len
+    # first_letter: first option letter found in the output; edit_distance: OpenCompass's EDAccEvaluator.
+    extractor: str = "first_letter"
+    option_fields: list[str] = field(default_factory=list)  # fields holding option texts (edit distance)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    mode: str = MISSING  # ppl | gen
+    local_dir: str = MISSING
+    files: dict[str, str] = field(default_factory=dict)
+    read_local: str = MISSING  # dotted path: (dir, files) -> list of raw rows
+    record_to_sample: str = MISSING  # dotted path: (row, index) -> Sample
+    hf_path: str | None = None
+    hf_name: str | None = None
+    split: str = "validation"
+    limit: int | None = None  # first N rows only
+    labels: list[str] = field(default_factory=list)  # option letters for gen-mode multiple choice
+    ppl: PplConfig | None = None
+    gen: GenConfig | None = None
+
+
+@dataclass
+class ModeConfig:
+    name: str = MISSING
+    infer: bool = True
+    eval: bool = True
+    viz: bool = True
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    data_dir: str = MISSING
+    output_root: str = MISSING
+    cache_dir: str = MISSING
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    mode: ModeConfig = MISSING
+    paths: PathsConfig = MISSING
+    output_dir: str = MISSING
+    progress: bool = True
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    cs.store(group="mode", name="base_mode", node=ModeConfig)
+    cs.store(group="paths", name="base_paths", node=PathsConfig)

@@ -1,0 +1,52 @@
+"""Per-sample scoring: pure functions from raw model outputs to a predicted index."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+
+def opencompass_ppl(logprob: float, n_tokens: int) -> float:
+    """OpenCompass get_ppl: summed NLL of tokens 2..N divided by all N input tokens."""
+    return -logprob / n_tokens
+
+
+def argmin_first(values: Sequence[float]) -> int:
+    return min(range(len(values)), key=lambda i: (values[i], i))
+
+
+def argmax_first(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))
+
+
+def lmeval_acc_norm_scores(logprobs: Sequence[float], choices: Sequence[str]) -> list[float]:
+    """lm-eval acc_norm: log-likelihood divided by the choice's length in characters."""
+    return [lp / len(c) if c else lp for lp, c in zip(logprobs, choices, strict=True)]
+
+
+def first_letter(text: str, labels: Sequence[str]) -> str | None:
+    """The first option letter that stands alone in the output ("B", "B.", "(B)", "answer is B")."""
+    pattern = r"(?<![A-Za-z])(" + "|".join(re.escape(x) for x in labels) + r")(?![A-Za-z])"
+    match = re.search(pattern, text)
+    return match.group(1) if match else None
+
+
+def edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def edit_distance_choice(text: str, labels: Sequence[str], options: Sequence[str]) -> str:
+    """OpenCompass EDAccEvaluator: the option whose forms ('A. text', 'A', 'text') are nearest to the raw
+    output by Levenshtein distance; ties go to the first option."""
+    best, best_distance = labels[0], None
+    for label, option in zip(labels, options, strict=True):
+        distance = min(edit_distance(form, text) for form in (f"{label}. {option}", label, option))
+        if best_distance is None or distance < best_distance:
+            best, best_distance = label, distance
+    return best

@@ -1,0 +1,66 @@
+"""The summary table: dataset | version | metric | mode | <one column per model>, from results files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra_eval.outputs import read_json
+
+HEADER = ["dataset", "version", "metric", "mode"]
+
+
+def collect(root: Path) -> list[dict[str, Any]]:
+    """Every results/<model>/<dataset>.json below root (a job folder or a whole sweep)."""
+    return [read_json(p) for p in sorted(root.rglob("results/*/*.json"))]
+
+
+def table(results: list[dict[str, Any]], models: list[str] | None = None) -> list[list[str]]:
+    """Rows of strings, header first; '-' where a model has no result for a row."""
+    models = models or sorted({r["model"] for r in results})
+    cells: dict[tuple[str, str, str, str], dict[str, str]] = {}
+    for r in results:
+        for metric, value in r["metrics"].items():
+            if metric.endswith("_stderr"):
+                continue
+            cells.setdefault((r["dataset"], r["version"], metric, r["mode"]), {})[r["model"]] = f"{value:.2f}"
+    rows = [HEADER + models]
+    for key in sorted(cells):
+        rows.append([*key, *(cells[key].get(m, "-") for m in models)])
+    return rows
+
+
+def to_text(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def write(root: Path, models: list[str] | None = None, extra: list[dict[str, Any]] | None = None) -> str:
+    """Build the table for everything under root, write summary/summary_<time>.{txt,md,csv}, return text."""
+    results = collect(root) + (extra or [])
+    rows = table(results, models)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    folder = root / "summary"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = to_text(rows)
+    (folder / f"summary_{stamp}.txt").write_text(text, encoding="utf-8")
+    (folder / f"summary_{stamp}.md").write_text(to_markdown(rows), encoding="utf-8")
+    (folder / f"summary_{stamp}.csv").write_text(to_csv(rows), encoding="utf-8")
+    return text
