@@ -25,8 +25,14 @@ def judge_ppl(row: dict[str, Any], convention: str) -> dict[str, Any]:
         return {"scores": scores, "pred": pred, "correct": pred == row["gold"]}
     norm = scoring.lmeval_acc_norm_scores(logprobs, row["choices"])
     pred, pred_norm = scoring.argmax_first(logprobs), scoring.argmax_first(norm)
-    return {"scores": logprobs, "scores_norm": norm, "pred": pred, "correct": pred == row["gold"],
-            "pred_norm": pred_norm, "correct_norm": pred_norm == row["gold"]}
+    return {
+        "scores": logprobs,
+        "scores_norm": norm,
+        "pred": pred,
+        "correct": pred == row["gold"],
+        "pred_norm": pred_norm,
+        "correct_norm": pred_norm == row["gold"],
+    }
 
 
 def judge_gen(row: dict[str, Any], gen: Any, labels: list[str]) -> dict[str, Any]:
@@ -43,8 +49,10 @@ def judge_gen(row: dict[str, Any], gen: Any, labels: list[str]) -> dict[str, Any
 
 def metrics_for(judged: list[dict[str, Any]], dataset: Any) -> dict[str, float]:
     if dataset.mode == "ppl" and dataset.ppl.convention == "lmeval":
-        return {**accuracy_metrics("acc", [j["correct"] for j in judged]),
-                **accuracy_metrics("acc_norm", [j["correct_norm"] for j in judged])}
+        return {
+            **accuracy_metrics("acc", [j["correct"] for j in judged]),
+            **accuracy_metrics("acc_norm", [j["correct_norm"] for j in judged]),
+        }
     return accuracy_metrics("accuracy", [j["correct"] for j in judged])
 
 
@@ -73,6 +81,11 @@ def run_eval(cfg: Any, files: JobFiles) -> dict[str, Any]:
         "throughput": meta["throughput"],
     }
     write_json(files.results, results)
-    log.info("eval: %s on %s: %s -> %s", meta["model"], meta["dataset"],
-             {k: round(v, 2) for k, v in results["metrics"].items()}, files.results)
+    log.info(
+        "eval: %s on %s: %s -> %s",
+        meta["model"],
+        meta["dataset"],
+        {k: round(v, 2) for k, v in results["metrics"].items()},
+        files.results,
+    )
     return results

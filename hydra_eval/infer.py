@@ -35,22 +35,41 @@ def _ppl_rows(lm: Any, ppl: Any, samples: list[Sample]) -> list[dict[str, Any]]:
         for _ in sample_texts:
             result, request = next(scores), next(request_iter)
             candidates.append(
-                {"logprob": result.logprob, "n_tokens": len(request.tokens), "n_scored": result.n_scored,
-                 "greedy": result.greedy}
+                {
+                    "logprob": result.logprob,
+                    "n_tokens": len(request.tokens),
+                    "n_scored": result.n_scored,
+                    "greedy": result.greedy,
+                }
             )
-        rows.append({"id": sample.id, "gold": sample.gold, "prompts": sample_texts,
-                     "choices": prompts.choice_texts(ppl, sample), "candidates": candidates})
+        rows.append(
+            {
+                "id": sample.id,
+                "gold": sample.gold,
+                "prompts": sample_texts,
+                "choices": prompts.choice_texts(ppl, sample),
+                "candidates": candidates,
+            }
+        )
     return rows
 
 
 def _gen_rows(lm: Any, gen: Any, model_cfg: Any, samples: list[Sample]) -> list[dict[str, Any]]:
     texts = [prompts.gen_prompt(gen, s) for s in samples]
     max_new = gen.max_out_len or model_cfg.max_out_len
-    generations = lm.generate(texts, max_new, list(gen.stop), chat=model_cfg.chat_template,
-                              desc=f"gen {len(texts)} rows")
+    generations = lm.generate(
+        texts, max_new, list(gen.stop), chat=model_cfg.chat_template, desc=f"gen {len(texts)} rows"
+    )
     return [
-        {"id": s.id, "gold": s.gold, "prompt": p, "generation": g.text, "n_prompt_tokens": g.n_prompt_tokens,
-         "n_new_tokens": g.n_new_tokens, "options": [s.fields[f] for f in gen.option_fields]}
+        {
+            "id": s.id,
+            "gold": s.gold,
+            "prompt": p,
+            "generation": g.text,
+            "n_prompt_tokens": g.n_prompt_tokens,
+            "n_new_tokens": g.n_new_tokens,
+            "options": [s.fields[f] for f in gen.option_fields],
+        }
         for s, p, g in zip(samples, texts, generations, strict=True)
     ]
 
@@ -82,9 +101,11 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
         "data_source": data.source,
         "fingerprints": {"data": data.fingerprint, "model": loading.fingerprint(cfg.model)},
         "timings": {"load_s": load_s, "infer_s": infer_s},
-        "throughput": {"examples_per_s": len(rows) / infer_s if infer_s else None,
-                       "tokens_computed": lm.tokens_computed,
-                       "tokens_per_s": lm.tokens_computed / infer_s if infer_s else None},
+        "throughput": {
+            "examples_per_s": len(rows) / infer_s if infer_s else None,
+            "tokens_computed": lm.tokens_computed,
+            "tokens_per_s": lm.tokens_computed / infer_s if infer_s else None,
+        },
     }
     write_json(files.infer_meta, meta)
     log.info("infer: %d rows in %.1fs -> %s", len(rows), infer_s, files.predictions)

@@ -95,7 +95,12 @@ class LocalLM:
         ]
 
     def generate(
-        self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str], chat: bool, desc: str = "generate"
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        stop: Sequence[str],
+        chat: bool,
+        desc: str = "generate",
     ) -> list[Generation]:
         """Greedy generation in length-sorted, left-padded batches; text is cut at the first stop string."""
         import torch
@@ -103,7 +108,9 @@ class LocalLM:
         tok = self.tokenizer
         if chat:
             prompts = [
-                tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+                tok.apply_chat_template(
+                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+                )
                 for p in prompts
             ]
         encoded = [self.encode(p, add_special_tokens=not chat) for p in prompts]
@@ -113,14 +120,19 @@ class LocalLM:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                for i, g in zip(chunk, self._generate_batch([encoded[i] for i in chunk], max_new_tokens, stop),
-                                strict=True):
+                for i, g in zip(
+                    chunk,
+                    self._generate_batch([encoded[i] for i in chunk], max_new_tokens, stop),
+                    strict=True,
+                ):
                     results[i] = g
                 bar.update(len(chunk))
         bar.close()
         return [g for g in results if g is not None]
 
-    def _generate_batch(self, batch: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str]) -> list[Generation]:
+    def _generate_batch(
+        self, batch: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str]
+    ) -> list[Generation]:
         import torch
 
         tok = self.tokenizer

@@ -8,7 +8,6 @@ from hydra_eval.data.files import parse_label, require
 from hydra_eval.records import Sample
 
 
-
 def record_to_sample(row: dict[str, Any], index: int) -> Sample:
     """Local rows and the hub's rows share the fields; labels are 0-based (0 -> sol1)."""
     require(row, ("goal", "sol1", "sol2", "label"), index, "piqa")

@@ -10,7 +10,6 @@ from hydra_eval.records import Sample
 FIELDS = ("context", "question", "answerA", "answerB", "answerC")
 
 
-
 def record_to_sample(row: dict[str, Any], index: int) -> Sample:
     """Labels are 1-based in the original files and on the hub ("1", "2", "3")."""
     require(row, (*FIELDS, "label"), index, "siqa")

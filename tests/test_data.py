@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from hydra_eval.data.loader import load_samples
+from hydra_eval.errors import UserError
+from tests.conftest import DATA_DIR
+
+
+def test_piqa_reads_the_original_files(compose_cfg):
+    data = load_samples(compose_cfg("dataset=piqa").dataset)
+    assert len(data.samples) == 1838
+    assert data.fingerprint["valid.jsonl"].startswith("93503cc97c67")
+    assert {s.gold for s in data.samples} == {0, 1}
+
+
+def test_siqa_labels_become_zero_based(compose_cfg):
+    data = load_samples(compose_cfg("dataset=siqa", "dataset.limit=50").dataset)
+    assert len(data.samples) == 50
+    first_label = (DATA_DIR / "siqa" / "dev-labels.lst").read_text().split()[0]
+    assert data.samples[0].gold == int(first_label) - 1
+
+
+def write_piqa(folder, rows, labels):
+    folder.mkdir(parents=True)
+    (folder / "valid.jsonl").write_text("".join(r + "\n" for r in rows))
+    (folder / "valid-labels.lst").write_text("".join(f"{y}\n" for y in labels))
+
+
+def test_malformed_row_names_file_and_line(compose_cfg, tmp_path):
+    good = json.dumps({"goal": "g", "sol1": "a", "sol2": "b"})
+    write_piqa(tmp_path / "piqa", [good, "{not json"], [0, 1])
+    with pytest.raises(UserError, match=r"valid.jsonl:2: malformed row"):
+        load_samples(compose_cfg(f"paths.data_dir={tmp_path}").dataset)
+
+
+def test_missing_field_names_the_row(compose_cfg, tmp_path):
+    write_piqa(tmp_path / "piqa", [json.dumps({"goal": "g", "sol1": "a"})], [0])
+    with pytest.raises(UserError, match=r"piqa row 1: malformed row, missing field\(s\) sol2"):
+        load_samples(compose_cfg(f"paths.data_dir={tmp_path}").dataset)
+
+
+def test_missing_data_says_where_it_looked(compose_cfg, tmp_path):
+    cfg = compose_cfg(f"paths.data_dir={tmp_path}", "dataset.hf_path=null").dataset
+    with pytest.raises(UserError, match=f"no data for dataset 'piqa'.*{tmp_path}/piqa"):
+        load_samples(cfg)
+
+
+def test_hub_code_path_with_a_local_folder_in_hub_layout(compose_cfg, tmp_path):
+    """No local copy -> datasets.load_dataset(hf_path). Here hf_path is a folder laid out like the hub repo."""
+    hub = tmp_path / "hub_piqa"
+    hub.mkdir()
+    rows = [{"goal": f"g{i}", "sol1": "a", "sol2": "b", "label": i % 2} for i in range(6)]
+    (hub / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = compose_cfg(f"paths.data_dir={tmp_path / 'empty'}", f"dataset.hf_path={hub}").dataset
+    data = load_samples(cfg)
+    assert [s.gold for s in data.samples] == [0, 1, 0, 1, 0, 1]
+    assert data.source.startswith("hf://")
