@@ -65,7 +65,7 @@ class LocalLM:
         width = max(len(r.tokens) for r in batch)
         ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        rows, cols, owners = [], [], []
+        rows, cols = [], []
         for j, r in enumerate(batch):
             n = len(r.tokens)
             ids[j, :n] = torch.tensor(r.tokens)
@@ -73,17 +73,13 @@ class LocalLM:
             positions = torch.arange(r.score_from - 1, n - 1)  # position p predicts token p + 1
             rows.append(torch.full_like(positions, j))
             cols.append(positions)
-            owners.append(torch.full_like(positions, j))
         row, col = torch.cat(rows), torch.cat(cols)
         self.tokens_computed += int(mask.sum())
         hidden = self.model.get_decoder()(
             input_ids=ids.to(device), attention_mask=mask.to(device)
         ).last_hidden_state
-        logits = self.model.get_output_embeddings()(hidden[row.to(device), col.to(device)]).float()
-        targets = ids[row, col + 1].to(device)
-        token_logprobs = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
-        greedy = logits.argmax(dim=-1) == targets
-        owner = torch.cat(owners).to(device)
+        token_logprobs, greedy = self._head(hidden[row.to(device), col.to(device)], ids[row, col + 1].to(device))
+        owner = row.to(device)
         sums = torch.zeros(len(batch), dtype=torch.float64, device=device)
         sums.index_add_(0, owner, token_logprobs.double())
         misses = torch.zeros(len(batch), dtype=torch.long, device=device)
@@ -93,6 +89,21 @@ class LocalLM:
             ScoreResult(logprob=float(sums[j]), n_scored=int(counts[j]), greedy=int(misses[j]) == 0)
             for j in range(len(batch))
         ]
+
+    def _head(self, hidden: Any, targets: Any, chunk: int = 512) -> tuple[Any, Any]:
+        """Log-prob of each target and whether it is the argmax, through the LM head in chunks of positions
+        so the (positions x vocab) logits never exist all at once."""
+        import torch
+
+        head = self.model.get_output_embeddings()
+        logprobs, greedy = [], []
+        for start in range(0, hidden.shape[0], chunk):
+            logits = head(hidden[start : start + chunk]).float()
+            target = targets[start : start + chunk]
+            picked = logits.gather(1, target[:, None]).squeeze(1)
+            logprobs.append(picked - torch.logsumexp(logits, dim=-1))
+            greedy.append(logits.argmax(dim=-1) == target)
+        return torch.cat(logprobs), torch.cat(greedy)
 
     def generate(
         self,
