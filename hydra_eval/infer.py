@@ -17,31 +17,23 @@ log = logging.getLogger(__name__)
 
 def _ppl_rows(lm: Any, ppl: Any, samples: list[Sample]) -> list[dict[str, Any]]:
     encode = lm.encode
-    prefix = lm.tokenizer.bos_token_id if lm.tokenizer.bos_token_id is not None else lm.tokenizer.eos_token_id
-    requests, texts = [], []
+    tok = lm.tokenizer
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    groups, texts = [], []
     for sample in samples:
         pairs = prompts.ppl_candidates(ppl, sample)
         texts.append([c + x for c, x in pairs])
-        for context, continuation in pairs:
-            if ppl.convention == "opencompass":
-                requests.append(opencompass_request(context, continuation, encode))
-            else:
-                requests.append(lmeval_request(context, continuation, encode, prefix))
-    scores = iter(lm.score(requests, desc=f"ppl {len(requests)} candidates"))
-    request_iter = iter(requests)
+        if ppl.convention == "opencompass":
+            groups.append([opencompass_request(c, x, encode) for c, x in pairs])
+        else:
+            groups.append([lmeval_request(c, x, encode, prefix) for c, x in pairs])
+    scored = lm.score_groups(groups, desc=f"ppl {sum(map(len, groups))} candidates")
     rows = []
-    for sample, sample_texts in zip(samples, texts, strict=True):
-        candidates = []
-        for _ in sample_texts:
-            result, request = next(scores), next(request_iter)
-            candidates.append(
-                {
-                    "logprob": result.logprob,
-                    "n_tokens": len(request.tokens),
-                    "n_scored": result.n_scored,
-                    "greedy": result.greedy,
-                }
-            )
+    for sample, sample_texts, group, results in zip(samples, texts, groups, scored, strict=True):
+        candidates = [
+            {"logprob": res.logprob, "n_tokens": len(req.tokens), "n_scored": res.n_scored, "greedy": res.greedy}
+            for req, res in zip(group, results, strict=True)
+        ]
         rows.append(
             {
                 "id": sample.id,
@@ -84,7 +76,14 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
     model, tokenizer = loading.load(cfg.model)
     load_s = time.perf_counter() - t0
     log.info("model %s loaded in %.1fs", cfg.model.name, load_s)
-    lm = LocalLM(model, tokenizer, cfg.model.batch_size, cfg.model.max_seq_len, progress=cfg.progress)
+    lm = LocalLM(
+        model,
+        tokenizer,
+        cfg.model.batch_size,
+        cfg.model.max_seq_len,
+        token_budget=cfg.model.token_budget,
+        progress=cfg.progress,
+    )
     t1 = time.perf_counter()
     if cfg.dataset.mode == "ppl":
         rows = _ppl_rows(lm, cfg.dataset.ppl, data.samples)

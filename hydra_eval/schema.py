@@ -26,7 +26,8 @@ class ModelConfig:
     dtype: str = "float32"
     device: str = "auto"  # auto = cuda when present, else cpu
     max_seq_len: int = 2048
-    batch_size: int = 16  # rows per generation batch; sequences per scoring batch
+    batch_size: int = 16  # rows per generation batch
+    token_budget: int = 4096  # padded tokens per scoring forward (rows are questions, longest first)
     max_out_len: int = 100
     chat_template: bool = False  # wrap gen-mode prompts in the tokenizer's chat template
     trust_remote_code: bool = False

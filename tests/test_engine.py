@@ -7,7 +7,7 @@ from hydra_eval.backends import loading
 from hydra_eval.backends.local import LocalLM
 from hydra_eval.data.loader import load_samples
 from hydra_eval.infer import _ppl_rows
-from hydra_eval.requests import opencompass_request
+from hydra_eval.records import ScoreRequest
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +19,9 @@ def tiny(request):
     return loading.load(cfg.model)
 
 
-def lm(tiny, batch_size):
+def lm(tiny, batch_size, token_budget=512):
     model, tokenizer = tiny
-    return LocalLM(model, tokenizer, batch_size=batch_size, max_seq_len=512, progress=False)
+    return LocalLM(model, tokenizer, batch_size, max_seq_len=512, token_budget=token_budget, progress=False)
 
 
 def naive_logprob(model, tokens, score_from):
@@ -35,22 +35,47 @@ def naive_logprob(model, tokens, score_from):
 def test_scores_do_not_depend_on_batch_size(compose_cfg, tiny, dataset):
     cfg = compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=24")
     samples = load_samples(cfg.dataset).samples
-    one = _ppl_rows(lm(tiny, 1), cfg.dataset.ppl, samples)
-    eight = _ppl_rows(lm(tiny, 8), cfg.dataset.ppl, samples)
+    one = _ppl_rows(lm(tiny, 1, token_budget=1), cfg.dataset.ppl, samples)  # one question per forward
+    eight = _ppl_rows(lm(tiny, 8, token_budget=8 * 200), cfg.dataset.ppl, samples)
     for a, b in zip(one, eight, strict=True):
         for ca, cb in zip(a["candidates"], b["candidates"], strict=True):
             assert ca["logprob"] == pytest.approx(cb["logprob"], abs=1e-5)
             assert ca["n_tokens"] == cb["n_tokens"]
 
 
-def test_scores_equal_a_naive_full_logits_computation(tiny):
-    model, tokenizer = tiny
+def test_packed_scores_equal_separate_full_sequences(tiny):
+    """Shared prefixes of every length, candidates that diverge at once, score_from inside the prefix,
+    inside a candidate, at a candidate's last token, and single-candidate groups."""
+    model, _ = tiny
+    g = torch.Generator().manual_seed(0)
+
+    def toks(n):
+        return tuple(torch.randint(3, 200, (n,), generator=g).tolist())
+
+    shared = toks(9)
+    groups = [
+        [ScoreRequest(shared + toks(4), 1), ScoreRequest(shared + toks(6), 1), ScoreRequest(shared + toks(1), 1)],
+        [ScoreRequest(shared + toks(3), 9), ScoreRequest(shared + toks(5), 9)],
+        [ScoreRequest(shared[:4] + toks(3), 5), ScoreRequest(shared[:4] + toks(2), 2)],
+        [ScoreRequest(toks(5), 1), ScoreRequest(toks(7), 3)],
+        [ScoreRequest(toks(12), 11)],
+        [ScoreRequest(shared, 1), ScoreRequest(shared, 4)],  # identical candidates
+    ]
+    for budget in (1, 64, 4096):
+        results = lm(tiny, 4, token_budget=budget).score_groups(groups)
+        for group, scored in zip(groups, results, strict=True):
+            for request, result in zip(group, scored, strict=True):
+                expected = naive_logprob(model, request.tokens, request.score_from)
+                assert result.logprob == pytest.approx(expected, abs=1e-4)
+                assert result.n_scored == len(request.tokens) - request.score_from
+
+
+def test_packing_computes_the_shared_prefix_once(tiny):
     engine = lm(tiny, 4)
-    texts = ["The following makes sense: \nQ: x\nA: y\n", "short", "a somewhat longer text to pad against"]
-    requests = [opencompass_request(t, "", engine.encode) for t in texts]
-    for request, result in zip(requests, engine.score(requests), strict=True):
-        assert result.logprob == pytest.approx(naive_logprob(model, request.tokens, 1), abs=1e-4)
-        assert result.n_scored == len(request.tokens) - 1
+    prefix = tuple(range(10, 40))
+    engine.score_groups([[ScoreRequest(prefix + (5, 6), 1), ScoreRequest(prefix + (7, 8, 9), 1)]])
+    assert engine.tokens_computed == 30 + 2 + 3
+    assert engine.head_positions == 29 + 2 + 3  # prefix entries once, then each candidate's own
 
 
 def test_batched_generation_equals_one_row_at_a_time(tiny):

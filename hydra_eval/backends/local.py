@@ -7,6 +7,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hydra_eval.backends.packing import PackedGroup, budget_batches, collate, pack_group
 from hydra_eval.records import Generation, ScoreRequest, ScoreResult
 
 
@@ -26,13 +27,23 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 class LocalLM:
     """Wraps a transformers causal LM. Scores are computed at scored positions only."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int, max_seq_len: int, progress: bool = True):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int,
+        max_seq_len: int,
+        token_budget: int = 4096,
+        progress: bool = True,
+    ):
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # rows per generation batch
+        self.token_budget = token_budget  # padded tokens per scoring forward
         self.max_seq_len = max_seq_len
         self.progress = progress
-        self.tokens_computed = 0
+        self.tokens_computed = 0  # real (non-pad) tokens through the transformer body
+        self.head_positions = 0  # positions through the LM head
 
     @property
     def device(self) -> Any:
@@ -41,53 +52,49 @@ class LocalLM:
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
 
-    def score(self, requests: Sequence[ScoreRequest], desc: str = "score") -> list[ScoreResult]:
-        """Sum of log-probs of tokens[score_from:] for every request; independent of batch composition."""
+    def score_groups(
+        self, groups: Sequence[Sequence[ScoreRequest]], desc: str = "score"
+    ) -> list[list[ScoreResult]]:
+        """Sum of log-probs of tokens[score_from:] for every request. Each group (the candidates of one
+        question) is packed into one row with its shared prefix computed once; rows are batched by a token
+        budget, longest first. Results do not depend on how rows are batched."""
         import torch
 
-        fitted = [truncate(r, self.max_seq_len) for r in requests]
-        order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i].tokens))
-        results: list[ScoreResult | None] = [None] * len(fitted)
-        bar = tqdm(total=len(fitted), desc=desc, unit="seq", disable=not self.progress)
+        packed = [pack_group([truncate(r, self.max_seq_len) for r in g]) for g in groups]
+        results: list[list[ScoreResult]] = [[] for _ in packed]
+        bar = tqdm(total=sum(len(g) for g in groups), desc=desc, unit="cand", disable=not self.progress)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                for i, result in zip(chunk, self._score_batch([fitted[i] for i in chunk]), strict=True):
-                    results[i] = result
-                bar.update(len(chunk))
+            for batch in budget_batches([len(g.tokens) for g in packed], self.token_budget):
+                flat = self._score_batch([packed[i] for i in batch])
+                for i in batch:
+                    n = packed[i].n_candidates
+                    results[i], flat = flat[:n], flat[n:]
+                    bar.update(n)
         bar.close()
-        return [r for r in results if r is not None]
+        return results
 
-    def _score_batch(self, batch: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    def _score_batch(self, groups: Sequence[PackedGroup]) -> list[ScoreResult]:
         import torch
 
         device = self.device
-        width = max(len(r.tokens) for r in batch)
-        ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        rows, cols = [], []
-        for j, r in enumerate(batch):
-            n = len(r.tokens)
-            ids[j, :n] = torch.tensor(r.tokens)
-            mask[j, :n] = 1
-            positions = torch.arange(r.score_from - 1, n - 1)  # position p predicts token p + 1
-            rows.append(torch.full_like(positions, j))
-            cols.append(positions)
-        row, col = torch.cat(rows), torch.cat(cols)
-        self.tokens_computed += int(mask.sum())
+        c = collate(groups, self.tokenizer.pad_token_id)
+        self.tokens_computed += c.real_tokens
+        self.head_positions += len(c.entry_target)
         hidden = self.model.get_decoder()(
-            input_ids=ids.to(device), attention_mask=mask.to(device)
+            input_ids=c.ids.to(device), attention_mask=c.mask.to(device), position_ids=c.positions.to(device)
         ).last_hidden_state
-        token_logprobs, greedy = self._head(hidden[row.to(device), col.to(device)], ids[row, col + 1].to(device))
-        owner = row.to(device)
-        sums = torch.zeros(len(batch), dtype=torch.float64, device=device)
-        sums.index_add_(0, owner, token_logprobs.double())
-        misses = torch.zeros(len(batch), dtype=torch.long, device=device)
-        misses.index_add_(0, owner, (~greedy).long())
-        counts = torch.bincount(owner, minlength=len(batch))
+        logprobs, greedy = self._head(
+            hidden[c.entry_row.to(device), c.entry_col.to(device)], c.entry_target.to(device)
+        )
+        pair_entry, pair_cand = c.pair_entry.to(device), c.pair_cand.to(device)
+        sums = torch.zeros(c.n_candidates, dtype=torch.float64, device=device)
+        sums.index_add_(0, pair_cand, logprobs[pair_entry].double())
+        misses = torch.zeros(c.n_candidates, dtype=torch.long, device=device)
+        misses.index_add_(0, pair_cand, (~greedy[pair_entry]).long())
+        counts = torch.bincount(pair_cand, minlength=c.n_candidates)
         return [
             ScoreResult(logprob=float(sums[j]), n_scored=int(counts[j]), greedy=int(misses[j]) == 0)
-            for j in range(len(batch))
+            for j in range(c.n_candidates)
         ]
 
     def _head(self, hidden: Any, targets: Any, chunk: int = 512) -> tuple[Any, Any]:

@@ -1,0 +1,32 @@
+"""The real SmolLM2-135M GGUF on real data (minutes on 2 cores)."""
+
+import json
+
+import pytest
+
+from hydra_eval.outputs import read_jsonl
+from hydra_eval.pipeline import run
+from tests.conftest import ROOT
+
+GOLDEN = ROOT / "tests" / "golden" / "piqa_smollm2_200.json"
+
+
+@pytest.mark.slow
+def test_piqa_200_rows_equal_the_one_row_at_a_time_reference(compose_cfg, tmp_path):
+    """Golden values come from scripts/reference_ppl.py --limit 200 (no batching, shares no code)."""
+    golden = json.loads(GOLDEN.read_text())
+    results = run(compose_cfg("dataset=piqa", "dataset.limit=200"), print_summary=False)
+    assert results is not None
+    assert results["metrics"]["accuracy"] == pytest.approx(golden["accuracy"], abs=1e-9)
+    rows = read_jsonl(tmp_path / "out" / "predictions" / "smollm2_135m" / "piqa.jsonl")
+    for row, expected in zip(rows, golden["scores"], strict=True):
+        assert row["scores"] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_siqa_keeps_raw_generation_and_letter(compose_cfg, tmp_path):
+    results = run(compose_cfg("dataset=siqa", "dataset.limit=12"), print_summary=False)
+    assert results is not None and results["n"] == 12
+    rows = read_jsonl(tmp_path / "out" / "predictions" / "smollm2_135m" / "siqa.jsonl")
+    assert all(isinstance(r["generation"], str) and r["answer"] in {"A", "B", "C", None} for r in rows)
+    assert sum(r["answer"] is not None for r in rows) >= 6  # the chat-tuned model answers with a letter
