@@ -56,3 +56,21 @@ def test_hub_code_path_with_a_local_folder_in_hub_layout(compose_cfg, tmp_path):
     data = load_samples(cfg)
     assert [s.gold for s in data.samples] == [0, 1, 0, 1, 0, 1]
     assert data.source.startswith("hf://")
+
+
+def test_hellaswag_reads_the_derived_text_file(compose_cfg):
+    data = load_samples(compose_cfg("dataset=hellaswag").dataset)
+    assert len(data.samples) == 10042
+    first = data.samples[0]
+    assert first.fields["ctx"] == "Roof shingle removal: A man is sitting on a roof. he"
+    assert first.fields["ending3"] == "starts pulling up roofing on a roof." and first.gold == 3
+
+
+def test_hellaswag_hub_rows_are_cleaned_like_lmeval():
+    from hydra_eval.data.hellaswag import record_to_sample
+
+    row = {"activity_label": "Cooking", "ctx_a": "A man cuts [title] onions.", "ctx_b": "he", "label": "1",
+           "endings": ["fries them.", "[step] eats  them.", "c", "d"]}
+    sample = record_to_sample(row, 0)
+    assert sample.fields["ctx"] == "Cooking: A man cuts. onions. He"
+    assert sample.fields["ending1"] == " eats them." and sample.gold == 1
