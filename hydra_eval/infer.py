@@ -103,6 +103,7 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
         "throughput": {
             "examples_per_s": len(rows) / infer_s if infer_s else None,
             "tokens_computed": lm.tokens_computed,
+            "head_positions": lm.head_positions,
             "tokens_per_s": lm.tokens_computed / infer_s if infer_s else None,
         },
     }

@@ -55,12 +55,45 @@ def model_dir(python: str) -> str:
     return out.stdout.strip()
 
 
+def run_timed(argv: list[str], stats_path: Path | None) -> None:
+    """OpenCompass's CLI in this process (--debug runs tasks in-process), with a timer and a token count
+    around HuggingFaceBaseModel.get_ppl (its whole scoring phase)."""
+    import time
+
+    from opencompass.cli.main import main as opencompass_main
+    from opencompass.models import HuggingFaceBaseModel
+
+    stats = {"scoring_s": 0.0, "forward_calls": 0, "tokens_computed": 0, "head_positions": 0}
+    get_ppl = HuggingFaceBaseModel.get_ppl
+
+    def timed_get_ppl(self, inputs, *a, **kw):
+        start = time.perf_counter()
+        try:
+            return get_ppl(self, inputs, *a, **kw)
+        finally:
+            stats["scoring_s"] += time.perf_counter() - start
+            stats["forward_calls"] += 1
+            lengths = [len(self.tokenizer(x).input_ids) for x in inputs]
+            stats["tokens_computed"] += len(lengths) * max(lengths)  # a batch is padded to its longest row
+            stats["head_positions"] += len(lengths) * max(lengths)
+
+    HuggingFaceBaseModel.get_ppl = timed_get_ppl
+    sys.argv = ["opencompass", *argv]
+    print(" ".join(sys.argv), flush=True)
+    try:
+        opencompass_main()
+    finally:
+        if stats_path:
+            stats_path.write_text(json.dumps(stats))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("HYDRA_EVAL_DATA_DIR", "../shared/data"))
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/opencompass"))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--stats", type=Path, default=None, help="write scoring time and token counts here")
     args = parser.parse_args()
 
     source = Path(args.data_dir).resolve() / "piqa"
@@ -84,17 +117,7 @@ def main() -> None:
                 limit=limit,
             )
         )
-        cmd = [
-            sys.executable,
-            "-m",
-            "opencompass.cli.main",
-            str(config),
-            "--work-dir",
-            str(args.work_dir),
-            "--debug",
-        ]
-        print(" ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        run_timed([str(config), "--work-dir", str(args.work_dir), "--debug"], args.stats)
 
 
 if __name__ == "__main__":
