@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -290,16 +292,17 @@ def main() -> None:
         work = Path(tmp)
         for task in args.tasks.split(","):
             limit = limits.get(task)
+            common = {"limit": limit, "work": work, "flops": flops, "peak": peak}
+            pair: list[Callable[[], dict[str, Any]]]
             if task == "piqa_oc":
                 pair = [
-                    lambda: run_hydra_eval("piqa", limit, work, flops, peak),
-                    lambda: run_opencompass(args.opencompass_python, limit, work, flops, peak),
+                    partial(run_hydra_eval, "piqa", **common),
+                    partial(run_opencompass, args.opencompass_python, **common),
                 ]
             else:
-                ours = "piqa_lmeval" if task == "piqa" else task
-                pair = [lambda ours=ours: run_hydra_eval(ours, limit, work, flops, peak)]
+                pair = [partial(run_hydra_eval, "piqa_lmeval" if task == "piqa" else task, **common)]
                 pair += [
-                    lambda b=int(b): run_lmeval(args.lm_eval_python, task, limit, b, work, flops, peak)
+                    partial(run_lmeval, args.lm_eval_python, task, batch_size=int(b), **common)
                     for b in args.lmeval_batch_sizes.split(",")
                 ]
             for run in pair:  # alternate: ours, then theirs
