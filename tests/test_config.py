@@ -55,3 +55,27 @@ def test_wrong_type_fails_at_compose(compose_cfg):
 def test_data_dir_override_moves_every_dataset(compose_cfg, tmp_path):
     cfg = compose_cfg(f"paths.data_dir={tmp_path}", "dataset=siqa")
     assert cfg.dataset.local_dir == f"{tmp_path}/siqa"
+
+
+def test_configs_ship_inside_the_installed_package(tmp_path):
+    """A regular (non-editable) install finds every config group without the source checkout."""
+    import subprocess
+    import sys
+
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheel_dir), str(ROOT)], check=True, capture_output=True)
+    wheel = next(wheel_dir.glob("hydra_eval-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
+    probe = (
+        "import hydra_eval, hydra_eval.cli\n"
+        "from hydra import compose, initialize_config_module\n"
+        "assert hydra_eval.__file__.startswith(%r), hydra_eval.__file__\n"
+        "with initialize_config_module(config_module='hydra_eval.conf', version_base='1.3'):\n"
+        "    cfg = compose(config_name='config', overrides=['model=llama7b', 'dataset=siqa', 'output_dir=x'])\n"
+        "print(cfg.model.path, cfg.dataset.name)\n" % str(site)
+    )
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.split() == ["huggyllama/llama-7b", "siqa"]
