@@ -93,3 +93,15 @@ def test_stop_strings_cut_the_generation(tiny):
     stop = full[1:3]
     cut = engine.generate(["hello"], 12, [stop], chat=False)[0].text
     assert stop not in cut and full.startswith(cut)
+
+
+def test_generation_equals_transformers_generate(tiny):
+    model, tokenizer = tiny
+    engine = lm(tiny, 4)
+    prompts = ["Question: a?\\nAnswer:", "x", "A much longer prompt that needs left padding.\\nAnswer:"]
+    ours = engine.generate(prompts, 7, [], chat=False)
+    for prompt, generation in zip(prompts, ours, strict=True):
+        ids = torch.tensor([tokenizer(prompt).input_ids])
+        with torch.inference_mode():
+            ref = model.generate(ids, max_new_tokens=7, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        assert generation.text == tokenizer.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)

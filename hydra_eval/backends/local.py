@@ -148,35 +148,67 @@ class LocalLM:
         bar.close()
         return [g for g in results if g is not None]
 
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return {i for i in ids if i is not None}
+
     def _generate_batch(
         self, batch: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str]
     ) -> list[Generation]:
+        """Greedy decoding with a KV cache; a row leaves the batch (and the cache) as soon as it emits an
+        end-of-sequence token, reaches max_new_tokens or contains a stop string."""
         import torch
+        from transformers import DynamicCache
 
-        tok = self.tokenizer
+        tok, device, stop_ids = self.tokenizer, self.device, self._stop_ids()
         width = max(len(x) for x in batch)
         ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for j, x in enumerate(batch):
             ids[j, width - len(x) :] = torch.tensor(x)
             mask[j, width - len(x) :] = 1
-        kwargs: dict[str, Any] = {}
-        if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=tok)
-        out = self.model.generate(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            **kwargs,
-        )
-        new = out[:, width:].cpu()
+        ids, mask = ids.to(device), mask.to(device)
+        position = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=position, past_key_values=cache, logits_to_keep=1
+        ).logits
+        self.tokens_computed += sum(len(x) for x in batch)
+        active = list(range(len(batch)))
+        new_tokens: list[list[int]] = [[] for _ in batch]
+        texts = [""] * len(batch)
+        last = position[:, -1]
+        for _ in range(max_new_tokens):
+            chosen = logits[:, -1].argmax(dim=-1)
+            keep = []
+            for k, row in enumerate(active):
+                token = int(chosen[k])
+                if token in stop_ids:
+                    continue
+                new_tokens[row].append(token)
+                if stop:
+                    texts[row] = tok.decode(new_tokens[row], skip_special_tokens=True)
+                    if any(s in texts[row] for s in stop):
+                        continue
+                if len(new_tokens[row]) < max_new_tokens:
+                    keep.append(k)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask, last, chosen = mask[index], last[index], chosen[index]
+                active = [active[k] for k in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            last = last + 1
+            logits = self.model(
+                input_ids=chosen[:, None], attention_mask=mask, position_ids=last[:, None], past_key_values=cache
+            ).logits
+            self.tokens_computed += len(active)
         generations = []
-        for j, x in enumerate(batch):
-            row = new[j].tolist()
-            n_new = next((k + 1 for k, t in enumerate(row) if t == tok.eos_token_id), len(row))
-            text = cut_at_stop(tok.decode(row[:n_new], skip_special_tokens=True), stop)
-            self.tokens_computed += len(x) + n_new
-            generations.append(Generation(text=text, n_prompt_tokens=len(x), n_new_tokens=n_new))
+        for x, tokens in zip(batch, new_tokens, strict=True):
+            text = cut_at_stop(tok.decode(tokens, skip_special_tokens=True), stop)
+            generations.append(Generation(text=text, n_prompt_tokens=len(x), n_new_tokens=len(tokens)))
         return generations
