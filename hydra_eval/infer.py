@@ -73,7 +73,7 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
     data: LoadedData = load_samples(cfg.dataset)
     log.info("dataset %s: %d samples from %s", cfg.dataset.name, len(data.samples), data.source)
     t0 = time.perf_counter()
-    model, tokenizer = loading.load(cfg.model)
+    model, tokenizer = loading.load(cfg.model, cfg.paths.cache_dir)
     load_s = time.perf_counter() - t0
     log.info("model %s loaded in %.1fs", cfg.model.name, load_s)
     lm = LocalLM(

@@ -16,8 +16,13 @@ DATA_DIR = Path(os.environ.get("HYDRA_EVAL_DATA_DIR", ROOT.parent / "shared" / "
 setup()
 
 
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+def compose_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
     """Compose the real config tree as the CLI would, writing into a temp folder."""
 
     def _compose(*overrides: str) -> DictConfig:

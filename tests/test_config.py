@@ -66,7 +66,9 @@ def test_configs_ship_inside_the_installed_package(tmp_path):
     pip = [sys.executable, "-m", "pip", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheel_dir), str(ROOT)], check=True, capture_output=True)
     wheel = next(wheel_dir.glob("hydra_eval-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True
+    )
     probe = (
         "import hydra_eval, hydra_eval.cli\n"
         "from hydra import compose, initialize_config_module\n"

@@ -69,8 +69,13 @@ def test_hellaswag_reads_the_derived_text_file(compose_cfg):
 def test_hellaswag_hub_rows_are_cleaned_like_lmeval():
     from hydra_eval.data.hellaswag import record_to_sample
 
-    row = {"activity_label": "Cooking", "ctx_a": "A man cuts [title] onions.", "ctx_b": "he", "label": "1",
-           "endings": ["fries them.", "[step] eats  them.", "c", "d"]}
+    row = {
+        "activity_label": "Cooking",
+        "ctx_a": "A man cuts [title] onions.",
+        "ctx_b": "he",
+        "label": "1",
+        "endings": ["fries them.", "[step] eats  them.", "c", "d"],
+    }
     sample = record_to_sample(row, 0)
     assert sample.fields["ctx"] == "Cooking: A man cuts. onions. He"
     assert sample.fields["ending1"] == " eats them." and sample.gold == 1

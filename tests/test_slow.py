@@ -30,3 +30,24 @@ def test_siqa_keeps_raw_generation_and_letter(compose_cfg, tmp_path):
     rows = read_jsonl(tmp_path / "out" / "predictions" / "smollm2_135m" / "siqa.jsonl")
     assert all(isinstance(r["generation"], str) and r["answer"] in {"A", "B", "C", None} for r in rows)
     assert sum(r["answer"] is not None for r in rows) >= 6  # the chat-tuned model answers with a letter
+
+
+@pytest.mark.slow
+def test_cached_dequantized_copy_equals_the_gguf(compose_cfg, cache_dir):
+    import torch
+
+    from hydra_eval.backends import gguf_cache, loading
+
+    cfg = compose_cfg().model
+    direct_model, direct_tok = loading.load(cfg)  # no cache root: straight from the GGUF file
+    loading.load(cfg, str(cache_dir))  # converts (or finds) the cached copy
+    assert (gguf_cache.cache_dir(cfg, str(cache_dir)) / "config.json").is_file()
+    cached_model, cached_tok = loading.load(cfg, str(cache_dir))
+    text = "The following makes sense: \nQ: How do I open a jar?\nA: Twist the lid.\n"
+    assert cached_tok(text).input_ids == direct_tok(text).input_ids
+    assert (
+        cached_tok.eos_token_id == direct_tok.eos_token_id and cached_tok.pad_token_id == direct_tok.pad_token_id
+    )
+    ids = torch.tensor([direct_tok(text).input_ids])
+    with torch.inference_mode():
+        assert torch.equal(cached_model(ids).logits, direct_model(ids).logits)

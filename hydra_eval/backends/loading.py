@@ -34,8 +34,9 @@ def _from_pretrained(cfg: Any) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def load(cfg: Any) -> tuple[Any, Any]:
-    """(model in eval mode on its device, tokenizer with a pad token)."""
+def load(cfg: Any, cache_root: str | None = None) -> tuple[Any, Any]:
+    """(model in eval mode on its device, tokenizer with a pad token). GGUF weights are de-quantized once
+    and cached under cache_root when model.cache_gguf is set."""
     import torch
 
     if cfg.num_threads:
@@ -45,6 +46,10 @@ def load(cfg: Any) -> tuple[Any, Any]:
 
         model, tokenizer = tiny.build(cfg)
         model = model.to(getattr(torch, cfg.dtype))
+    elif cfg.kind == "hf" and cfg.gguf_file and cfg.cache_gguf and cache_root:
+        from hydra_eval.backends import gguf_cache
+
+        model, tokenizer = gguf_cache.load(cfg, cache_root, _from_pretrained)
     elif cfg.kind == "hf":
         model, tokenizer = _from_pretrained(cfg)
     else:
