@@ -70,12 +70,12 @@ def test_configs_ship_inside_the_installed_package(tmp_path):
         [*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True
     )
     probe = (
-        "import hydra_eval, hydra_eval.cli\n"
+        f"import hydra_eval, hydra_eval.cli\n"
         "from hydra import compose, initialize_config_module\n"
-        "assert hydra_eval.__file__.startswith(%r), hydra_eval.__file__\n"
+        f"assert hydra_eval.__file__.startswith({str(site)!r}), hydra_eval.__file__\n"
         "with initialize_config_module(config_module='hydra_eval.conf', version_base='1.3'):\n"
         "    cfg = compose(config_name='config', overrides=['model=llama7b', 'dataset=siqa', 'output_dir=x'])\n"
-        "print(cfg.model.path, cfg.dataset.name)\n" % str(site)
+        "print(cfg.model.path, cfg.dataset.name)\n"
     )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
