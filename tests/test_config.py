@@ -70,7 +70,7 @@ def test_configs_ship_inside_the_installed_package(tmp_path):
         [*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True
     )
     probe = (
-        f"import hydra_eval, hydra_eval.cli\n"
+        "import hydra_eval, hydra_eval.cli\n"
         "from hydra import compose, initialize_config_module\n"
         f"assert hydra_eval.__file__.startswith({str(site)!r}), hydra_eval.__file__\n"
         "with initialize_config_module(config_module='hydra_eval.conf', version_base='1.3'):\n"
