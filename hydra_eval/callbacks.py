@@ -10,10 +10,21 @@ from omegaconf import DictConfig
 
 
 class SweepSummary(Callback):
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not config.mode.viz:
-            return
-        from hydra_eval import summary
+    """A sweep is one MLflow parent run (created before the jobs start) and one summary table at the end."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.tracking.enabled and config.mode.eval:
+            from hydra_eval import tracking
+
+            tracking.start_sweep(config.tracking, Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
-        print(summary.write(root), end="")
+        if config.mode.viz:
+            from hydra_eval import summary
+
+            print(summary.write(root), end="")
+        if config.tracking.enabled and config.mode.eval:
+            from hydra_eval import tracking
+
+            tracking.finish_sweep(config.tracking, root)

@@ -11,23 +11,45 @@ from omegaconf import OmegaConf
 from hydra_eval import summary
 from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
-from hydra_eval.outputs import JobFiles
+from hydra_eval.jobinfo import job_context
+from hydra_eval.outputs import JobFiles, write_json
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
     """Run one job into cfg.output_dir; returns the results dict when the eval stage ran."""
+    if cfg.mode.sync:
+        _sync(cfg)
+        return None
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    write_json(root / "config.json", OmegaConf.to_container(cfg, resolve=True))
+    context = job_context(cfg)
+    write_json(root / "job.json", context)
     files = JobFiles(root=root, model=cfg.model.name, dataset=cfg.dataset.name)
     results = None
     if cfg.mode.infer:
         run_infer(cfg, files)
     if cfg.mode.eval:
         results = run_eval(cfg, files)
+        if cfg.tracking.enabled:  # files are complete: MLflow only mirrors them
+            from hydra_eval import tracking
+
+            sweep = context["sweep_dir"]
+            tracking.mirror_job(cfg.tracking, root, tracking.parent_run_id(Path(sweep)) if sweep else None)
     if cfg.mode.viz and print_summary:
         text = summary.write(root)
         print(text, end="")
     return results
+
+
+def _sync(cfg: Any) -> None:
+    from hydra_eval import tracking
+
+    if not cfg.tracking.enabled:
+        log.error("mode=sync needs tracking enabled (tracking=default or tracking.uri=...)")
+        return
+    done, failed = tracking.sync(cfg.tracking, Path(cfg.paths.output_root))
+    print(f"synced {done} job(s) to {cfg.tracking.uri}; {failed} still unsynced")

@@ -80,6 +80,16 @@ class ModeConfig:
     infer: bool = True
     eval: bool = True
     viz: bool = True
+    sync: bool = False  # upload finished jobs under paths.output_root that have no MLflow run yet
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = MISSING  # sqlite:///<abs path> (default, zero setup) or http://host:port (an mlflow server)
+    experiment: str = "hydra-eval"
+    retries: int = 1  # HTTP retries before a job gives up and marks itself unsynced
+    timeout_s: int = 10
 
 
 @dataclass
@@ -96,6 +106,7 @@ class Config:
     dataset: DatasetConfig = MISSING
     mode: ModeConfig = MISSING
     paths: PathsConfig = MISSING
+    tracking: TrackingConfig = MISSING
     output_dir: str = MISSING
     progress: bool = True
 
@@ -107,3 +118,4 @@ def register_configs() -> None:
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
     cs.store(group="mode", name="base_mode", node=ModeConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)
+    cs.store(group="tracking", name="base_tracking", node=TrackingConfig)

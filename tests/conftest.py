@@ -32,6 +32,9 @@ def compose_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
                 overrides=[
                     f"output_dir={tmp_path / 'out'}",
                     f"paths.data_dir={DATA_DIR}",
+                    f"paths.cache_dir={cache_dir}",
+                    f"paths.output_root={tmp_path}",
+                    "tracking=none",
                     "progress=false",
                     *overrides,
                 ],

@@ -15,7 +15,7 @@ MODES = sorted(p.stem for p in (ROOT / "conf" / "mode").glob("*.yaml"))
 def test_groups_are_not_empty():
     assert {"smollm2_135m", "llama7b", "tiny_llama"} <= set(MODELS)
     assert {"piqa", "siqa"} <= set(DATASETS)
-    assert MODES == ["all", "eval", "infer", "viz"]
+    assert MODES == ["all", "eval", "infer", "sync", "viz"]
 
 
 @pytest.mark.parametrize(("model", "dataset", "mode"), list(itertools.product(MODELS, DATASETS, MODES)))

@@ -80,6 +80,7 @@ def test_sweep_prints_one_table(tmp_path):
         "model=tiny_llama",
         "dataset=piqa,siqa",
         "dataset.limit=6",
+        "tracking=none",
         "progress=false",
         f"hydra.sweep.dir={tmp_path}",
     )
@@ -100,7 +101,7 @@ def test_sweep_prints_one_table(tmp_path):
     [("model=nosuch", "nosuch"), ("paths.data_dir=/nonexistent", "no data for dataset 'piqa'")],
 )
 def test_cli_errors_are_one_line(override, needle, tmp_path):
-    proc = cli(override, "dataset.hf_path=null", f"hydra.run.dir={tmp_path}")
+    proc = cli(override, "dataset.hf_path=null", "tracking=none", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert needle in lines[0], proc.stderr

@@ -1,0 +1,249 @@
+"""MLflow mirror of what a job already wrote to disk. The only module that imports mlflow.
+
+Files come first: a job's predictions and results exist before anything here runs. When MLflow is unreachable
+or fails, the job still succeeds, warns in one line and leaves `mlflow.unsynced` in its folder; `mode=sync`
+uploads such jobs later. A job's run is found again by its `hydra_eval.job_key` tag, so syncing twice creates
+no duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hydra_eval.outputs import read_json, read_jsonl, write_json
+
+log = logging.getLogger(__name__)
+
+SYNCED = "mlflow.json"  # {"run_id", "tracking_uri", "experiment_id"}
+UNSYNCED = "mlflow.unsynced"
+SWEEP = "mlflow_sweep.json"  # in a sweep folder: {"parent_run_id", "summary_logged"}
+JOB = "job.json"  # written by the pipeline: hydra job number, sweep folder, Slurm id, host, git revision
+_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-./: ]")
+
+
+def key(name: str) -> str:
+    """An MLflow-legal metric/param key: letters, digits and `_ - . / : space`."""
+    return _KEY_BAD.sub("_", name)[:250]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(tree, dict):
+        out: dict[str, str] = {}
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    value = json.dumps(tree) if isinstance(tree, list) else str(tree)
+    return {key(prefix[:-1]): value[:6000]}
+
+
+def _configure(tracking: Any) -> Any:
+    """A client that gives up fast: a dead server must cost seconds, not MLflow's default minutes of retries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(tracking.retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(tracking.timeout_s))
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking.uri)
+
+
+def _experiment_id(client: Any, tracking: Any) -> str:
+    # A local store keeps artifacts beside its database (not in the working directory); a server proxies them.
+    location = None
+    if tracking.uri.startswith("sqlite:///"):
+        location = (
+            Path(tracking.uri[len("sqlite:///") - 1 :].split("?")[0]).parent.joinpath("mlartifacts").as_uri()
+        )
+    for _ in range(5):
+        experiment = client.get_experiment_by_name(tracking.experiment)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        try:
+            return str(client.create_experiment(tracking.experiment, artifact_location=location))
+        except Exception:  # another job created it first
+            time.sleep(0.5)
+    raise RuntimeError(f"cannot create or find experiment '{tracking.experiment}'")
+
+
+def job_key(job_dir: Path, model: str, dataset: str) -> str:
+    return hashlib.sha256(f"{job_dir.resolve()}|{model}|{dataset}".encode()).hexdigest()[:32]
+
+
+def _predictions_table(rows: list[dict[str, Any]]) -> Any:
+    import pandas as pd
+
+    flat = [
+        {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in r.items()}
+        for r in rows
+    ]
+    return pd.DataFrame(flat)
+
+
+def _dataset_input(results: dict[str, Any], table: Any) -> Any:
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    digest = hashlib.sha256(json.dumps(results["fingerprints"]["data"], sort_keys=True).encode()).hexdigest()
+    columns = [c for c in ("id", "gold", "prompt", "prompts") if c in table.columns]
+    dataset = from_pandas(
+        table[columns], source=results["data_source"], name=results["dataset"], targets="gold", digest=digest[:16]
+    )
+    return DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "eval")])
+
+
+def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str | None) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
+    results_path = next(job_dir.glob("results/*/*.json"))
+    results = read_json(results_path)
+    model, dataset = results["model"], results["dataset"]
+    jkey = job_key(job_dir, model, dataset)
+    found = client.search_runs([experiment_id], f"tags.`hydra_eval.job_key` = '{jkey}'", max_results=1)
+    if found:
+        return str(found[0].info.run_id)
+    job = read_json(job_dir / JOB) if (job_dir / JOB).is_file() else {}
+    tags = {
+        "model": model,
+        "dataset": dataset,
+        "version": results["version"],
+        "mode": results["mode"],
+        "hydra_eval.job_key": jkey,
+        "job_dir": str(job_dir.resolve()),
+        **{k: str(v) for k, v in job.items() if v is not None},
+    }
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, run_name=f"{model}/{dataset}", tags=tags)
+    run_id = str(run.info.run_id)
+    now = int(time.time() * 1000)
+    metrics = {f"{dataset}/{k}": v for k, v in results["metrics"].items()}
+    metrics[f"{dataset}/n"] = results["n"]
+    metrics.update({f"timing/{k}": v for k, v in results["timings"].items()})
+    metrics.update({f"throughput/{k}": v for k, v in results["throughput"].items() if v is not None})
+    config = read_json(job_dir / "config.json") if (job_dir / "config.json").is_file() else {}
+    params = flatten(config)
+    params["version"] = results["version"]
+    client.log_batch(
+        run_id,
+        metrics=[Metric(key(k), float(v), now, 0) for k, v in metrics.items()],
+        params=[Param(k, v) for k, v in params.items()],
+        tags=[RunTag("hydra_eval.synced", "true")],
+    )
+    table = _predictions_table(read_jsonl(job_dir / "predictions" / model / f"{dataset}.jsonl"))
+    client.log_table(run_id, table, "predictions.json")
+    client.log_inputs(run_id, datasets=[_dataset_input(results, table)])
+    client.log_artifact(run_id, str(results_path), "results")
+    for name in ("config.yaml", "hydra-eval.log"):
+        if (job_dir / name).is_file():
+            client.log_artifact(run_id, str(job_dir / name))
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _warn(what: str, error: Exception) -> str:
+    first = (str(error).splitlines() or [""])[0][:300]
+    message = (
+        f"MLflow unavailable, {what} kept on disk only (run `hydra-eval mode=sync` later): "
+        f"{type(error).__name__}: {first}"
+    )
+    log.warning(message)
+    return message
+
+
+def mirror_job(tracking: Any, job_dir: Path, parent_run_id: str | None = None) -> str | None:
+    """Log one finished job folder; on any failure warn once and mark the folder unsynced."""
+    try:
+        client = _configure(tracking)
+        experiment_id = _experiment_id(client, tracking)
+        with warnings.catch_warnings():  # MLflow's schema hints about integer columns and dataset sources
+            warnings.simplefilter("ignore")
+            run_id = _log_job(client, experiment_id, job_dir, parent_run_id)
+    except Exception as e:
+        (job_dir / UNSYNCED).write_text(_warn(f"job {job_dir}", e) + "\n")
+        return None
+    write_json(job_dir / SYNCED, {"run_id": run_id, "tracking_uri": tracking.uri, "experiment_id": experiment_id})
+    (job_dir / UNSYNCED).unlink(missing_ok=True)
+    return run_id
+
+
+def parent_run_id(sweep_dir: Path) -> str | None:
+    path = sweep_dir / SWEEP
+    return read_json(path).get("parent_run_id") if path.is_file() else None
+
+
+def start_sweep(tracking: Any, sweep_dir: Path) -> str | None:
+    """The sweep's parent run, created on the submitting side before any job starts."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        client = _configure(tracking)
+        experiment_id = _experiment_id(client, tracking)
+        run = client.create_run(
+            experiment_id,
+            run_name=f"sweep {sweep_dir.name}",
+            tags={"sweep_dir": str(sweep_dir.resolve()), "hydra_eval.sweep": "true"},
+        )
+    except Exception as e:
+        _warn(f"sweep {sweep_dir}", e)
+        write_json(sweep_dir / SWEEP, {"parent_run_id": None, "summary_logged": False})
+        return None
+    write_json(sweep_dir / SWEEP, {"parent_run_id": str(run.info.run_id), "summary_logged": False})
+    return str(run.info.run_id)
+
+
+def finish_sweep(tracking: Any, sweep_dir: Path) -> bool:
+    """Log the sweep's summary on its parent run: the table files, one metric per (model, dataset, metric)."""
+    state = read_json(sweep_dir / SWEEP) if (sweep_dir / SWEEP).is_file() else {}
+    run_id = state.get("parent_run_id")
+    if not run_id or state.get("summary_logged"):
+        return bool(state.get("summary_logged"))
+    from hydra_eval import summary
+
+    try:
+        from mlflow.entities import Metric
+
+        client = _configure(tracking)
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key(f"{r['model']}/{r['dataset']}/{m}"), float(v), now, 0)
+            for r in summary.collect(sweep_dir)
+            for m, v in r["metrics"].items()
+            if not m.endswith("_stderr")
+        ]
+        client.log_batch(run_id, metrics=metrics)
+        for path in sorted((sweep_dir / "summary").glob("summary_*")):
+            client.log_artifact(run_id, str(path), "summary")
+        client.set_terminated(run_id, "FINISHED")
+    except Exception as e:
+        _warn(f"sweep summary {sweep_dir}", e)
+        return False
+    write_json(sweep_dir / SWEEP, {**state, "summary_logged": True})
+    return True
+
+
+def sync(tracking: Any, root: Path) -> tuple[int, int]:
+    """Upload every finished job under root that has no MLflow run yet, then every sweep summary not yet
+    logged. Returns (jobs synced, jobs still unsynced)."""
+    done = failed = 0
+    sweeps: set[Path] = set()
+    for results in sorted(root.rglob("results/*/*.json")):
+        job_dir = results.parents[2]
+        sweep_dir = job_dir.parent
+        if (sweep_dir / SWEEP).is_file():
+            sweeps.add(sweep_dir)
+            if parent_run_id(sweep_dir) is None:
+                start_sweep(tracking, sweep_dir)
+        if (job_dir / SYNCED).is_file():
+            continue
+        if mirror_job(tracking, job_dir, parent_run_id(sweep_dir)):
+            done += 1
+        else:
+            failed += 1
+    for sweep_dir in sorted(sweeps):
+        finish_sweep(tracking, sweep_dir)
+    return done, failed
