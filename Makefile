@@ -26,6 +26,9 @@ install: $(STAMP) ## Create .venv and install hydra-eval with the SmolLM2 GGUF w
 demo: $(STAMP) ## Evaluate the real SmolLM2-135M on full PIQA validation and print the table (ARGS=... to override)
 	$(BIN)/hydra-eval $(ARGS)
 
+ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 over the default store (outputs/mlflow.db)
+	$(BIN)/hydra-eval-ui $(ARGS)
+
 test: $(STAMP) ## Run every test: unit, config, integration (tiny model), slow (real model, 200 PIQA rows)
 	$(BIN)/pytest $(ARGS)
 
@@ -45,4 +48,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo test test-quick check format clean
+.PHONY: help install demo ui test test-quick check format clean

@@ -33,7 +33,7 @@ def job_context(cfg: Any) -> dict[str, Any]:
     }
     if HydraConfig.initialized():
         hc = HydraConfig.get()
-        info["hydra_job_num"] = OmegaConf.select(hc, "job.num", default=None)
+        info["hydra_job_num"] = OmegaConf.select(hc, "job.num", default=None)  # type: ignore[arg-type]
         if hc.mode == RunMode.MULTIRUN:
             info["sweep_dir"] = str(Path(hc.sweep.dir).resolve())
     return info

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import time
 import warnings
@@ -50,7 +51,18 @@ def _configure(tracking: Any) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(tracking.timeout_s))
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking.uri)
+    if not tracking.uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=tracking.uri)
+    # Creating a fresh SQLite store runs schema migrations that race between processes: one at a time.
+    import fcntl
+
+    database = Path(tracking.uri[len("sqlite:///") - 1 :].split("?")[0])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.init-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri=tracking.uri)
+        client.search_experiments(max_results=1)
+    return client
 
 
 def _experiment_id(client: Any, tracking: Any) -> str:
@@ -98,15 +110,16 @@ def _dataset_input(results: dict[str, Any], table: Any) -> Any:
 
 
 def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str | None) -> str:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     results_path = next(job_dir.glob("results/*/*.json"))
     results = read_json(results_path)
     model, dataset = results["model"], results["dataset"]
     jkey = job_key(job_dir, model, dataset)
-    found = client.search_runs([experiment_id], f"tags.`hydra_eval.job_key` = '{jkey}'", max_results=1)
-    if found:
-        return str(found[0].info.run_id)
+    for found in client.search_runs([experiment_id], f"tags.`hydra_eval.job_key` = '{jkey}'"):
+        if found.data.tags.get("hydra_eval.synced") == "true":
+            return str(found.info.run_id)
+        client.delete_run(found.info.run_id)  # a run cut short by a failure: log it again whole
     job = read_json(job_dir / JOB) if (job_dir / JOB).is_file() else {}
     tags = {
         "model": model,
@@ -133,7 +146,6 @@ def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str 
         run_id,
         metrics=[Metric(key(k), float(v), now, 0) for k, v in metrics.items()],
         params=[Param(k, v) for k, v in params.items()],
-        tags=[RunTag("hydra_eval.synced", "true")],
     )
     table = _predictions_table(read_jsonl(job_dir / "predictions" / model / f"{dataset}.jsonl"))
     client.log_table(run_id, table, "predictions.json")
@@ -143,6 +155,7 @@ def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str 
         if (job_dir / name).is_file():
             client.log_artifact(run_id, str(job_dir / name))
     client.set_terminated(run_id, "FINISHED")
+    client.set_tag(run_id, "hydra_eval.synced", "true")  # last: marks the run complete
     return run_id
 
 
@@ -156,14 +169,31 @@ def _warn(what: str, error: Exception) -> str:
     return message
 
 
+def _with_retries(fn: Any, attempts: int = 6) -> Any:
+    """SQLite under many writers can still answer "database is locked" (or race on schema creation) past its
+    busy timeout: retry with jitter. A dead HTTP server fails the same way each time, so fail fast there."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as e:
+            text = str(e).lower()
+            if attempt == attempts - 1 or not any(w in text for w in ("locked", "already exists", "unique")):
+                raise
+            time.sleep(0.2 + random.random() * (attempt + 1))
+
+
 def mirror_job(tracking: Any, job_dir: Path, parent_run_id: str | None = None) -> str | None:
     """Log one finished job folder; on any failure warn once and mark the folder unsynced."""
-    try:
+
+    def log_it() -> tuple[str, str]:
         client = _configure(tracking)
         experiment_id = _experiment_id(client, tracking)
         with warnings.catch_warnings():  # MLflow's schema hints about integer columns and dataset sources
             warnings.simplefilter("ignore")
-            run_id = _log_job(client, experiment_id, job_dir, parent_run_id)
+            return experiment_id, _log_job(client, experiment_id, job_dir, parent_run_id)
+
+    try:
+        experiment_id, run_id = _with_retries(log_it)
     except Exception as e:
         (job_dir / UNSYNCED).write_text(_warn(f"job {job_dir}", e) + "\n")
         return None

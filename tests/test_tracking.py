@@ -1,0 +1,319 @@
+"""MLflow: a real `mlflow server` on 127.0.0.1, real sweeps of the tiny models, checked over the REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hydra_eval import tracking
+from hydra_eval.pipeline import run
+from tests.conftest import DATA_DIR, ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServer:
+    """`mlflow server` with an SQLite store and proxied artifacts in a folder; stop and start keep both."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.folder}/mlflow.db",
+            "--artifacts-destination",
+            str(self.folder / "artifacts"),
+            "--workers",
+            "1",
+        ]
+        log = (self.folder / "server.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server did not start: {(self.folder / 'server.log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def api(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.url}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read())
+
+    def runs(self, experiment: str) -> list[dict[str, Any]]:
+        exp = self.api(f"experiments/get-by-name?experiment_name={experiment}")["experiment"]
+        return self.api("runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100}).get(
+            "runs", []
+        )
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = MlflowServer(tmp_path / "mlflow")
+    s.start()
+    yield s
+    s.stop()
+
+
+def tags(run: dict[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+def metrics(run: dict[str, Any]) -> dict[str, float]:
+    return {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+
+
+def sweep_state(server: MlflowServer, experiment: str) -> dict[str, Any]:
+    """What a user sees: the parent, its children by name with their metrics (timings left out) and
+    artifacts, and the parent's summary metrics."""
+    runs = server.runs(experiment)
+    parents = [r for r in runs if tags(r).get("hydra_eval.sweep") == "true"]
+    assert len(parents) == 1, [r["info"]["run_name"] for r in runs]
+    parent_id = parents[0]["info"]["run_id"]
+    children = {}
+    for r in runs:
+        if r is parents[0]:
+            continue
+        assert tags(r)["mlflow.parentRunId"] == parent_id
+        artifacts = server.api(f"artifacts/list?run_id={r['info']['run_id']}").get("files", [])
+        children[r["info"]["run_name"]] = {
+            "metrics": {k: v for k, v in metrics(r).items() if not k.startswith(("timing/", "throughput/"))},
+            "artifacts": sorted(a["path"] for a in artifacts),
+            "inputs": sorted(d["dataset"]["name"] for d in r.get("inputs", {}).get("dataset_inputs", [])),
+        }
+    return {"children": children, "parent_metrics": metrics(parents[0])}
+
+
+def hydra_eval(*args: str, root: Path, background: bool = False) -> Any:
+    env = {**os.environ, "HYDRA_EVAL_DATA_DIR": str(DATA_DIR), "HYDRA_EVAL_OUTPUT_ROOT": str(root)}
+    cmd = [sys.executable, "-m", "hydra_eval.cli", *args, "progress=false"]
+    if background:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+SWEEP = ["-m", "model=tiny_llama,tiny_llama_b", "dataset=piqa,siqa", "dataset.limit=4"]
+
+
+def test_keys_are_mlflow_legal():
+    assert tracking.key("piqa/acc,norm (x)") == "piqa/acc_norm _x_"
+    assert tracking.flatten({"model": {"name": "m", "tiny": {"a": 1}}, "l": [1, 2]}) == {
+        "model.name": "m",
+        "model.tiny.a": "1",
+        "l": "[1, 2]",
+    }
+
+
+def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
+    proc = hydra_eval(
+        *SWEEP,
+        f"tracking.uri={server.url}",
+        "tracking.experiment=sweep",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        root=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = sweep_state(server, "sweep")
+    assert sorted(state["children"]) == [
+        "tiny_llama/piqa",
+        "tiny_llama/siqa",
+        "tiny_llama_b/piqa",
+        "tiny_llama_b/siqa",
+    ]
+    for name, child in state["children"].items():
+        model, dataset = name.split("/")
+        results = json.loads(next((tmp_path / "sweep").glob(f"*/results/{model}/{dataset}.json")).read_text())
+        assert child["metrics"][f"{dataset}/accuracy"] == pytest.approx(results["metrics"]["accuracy"])
+        assert child["metrics"][f"{dataset}/n"] == 4
+        assert "predictions.json" in child["artifacts"] and "config.yaml" in child["artifacts"]
+        assert child["inputs"] == [dataset]
+        assert state["parent_metrics"][f"{name}/accuracy"] == pytest.approx(results["metrics"]["accuracy"])
+    child = next(r for r in server.runs("sweep") if r["info"]["run_name"] == "tiny_llama_b/siqa")
+    assert {"model", "dataset", "version", "mode", "host", "git_revision", "hydra_job_num", "sweep_dir"} <= set(
+        tags(child)
+    )
+    params = {p["key"]: p["value"] for p in child["data"]["params"]}
+    assert params["model.name"] == "tiny_llama_b" and params["dataset.gen.extractor"] == "first_letter"
+
+
+def test_outage_mid_sweep_then_sync_equals_an_undisturbed_sweep(server, tmp_path):
+    calm = hydra_eval(
+        *SWEEP,
+        f"tracking.uri={server.url}",
+        "tracking.experiment=calm",
+        f"hydra.sweep.dir={tmp_path / 'calm'}",
+        root=tmp_path / "calm_root",
+    )
+    assert calm.returncode == 0, calm.stderr[-3000:]
+
+    root = tmp_path / "storm_root"
+    sweep = hydra_eval(
+        *SWEEP,
+        f"tracking.uri={server.url}",
+        "tracking.experiment=storm",
+        f"hydra.sweep.dir={root / 'sweep'}",
+        root=root,
+        background=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((root / "sweep").glob("*/mlflow.json")):
+        time.sleep(0.2)
+    server.stop()  # mid-sweep: the parent and at least one child are in, the rest are not
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, err[-3000:]
+    assert len(list((root / "sweep").glob("*/results/*/*.json"))) == 4  # every job finished its files
+    unsynced = list((root / "sweep").glob("*/mlflow.unsynced"))
+    assert unsynced, "the server was stopped too late to test anything"
+    warnings = [line for line in (out + err).splitlines() if "MLflow unavailable" in line]
+    assert len(warnings) == len(unsynced) + 1  # one line per unsynced job, one for the sweep summary
+
+    server.start()
+    for _ in range(2):  # syncing twice creates no duplicates
+        synced = hydra_eval("mode=sync", f"tracking.uri={server.url}", "tracking.experiment=storm", root=root)
+        assert synced.returncode == 0, synced.stderr[-3000:]
+    assert "0 still unsynced" in synced.stdout
+    assert not list((root / "sweep").glob("*/mlflow.unsynced"))
+    assert sweep_state(server, "storm") == sweep_state(server, "calm")
+
+
+def test_unreachable_server_loses_nothing(tmp_path):
+    proc = hydra_eval(
+        "model=tiny_llama",
+        "dataset.limit=3",
+        f"tracking.uri=http://127.0.0.1:{free_port()}",
+        f"hydra.run.dir={tmp_path / 'job'}",
+        root=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "job" / "results" / "tiny_llama" / "piqa.json").is_file()
+    assert (tmp_path / "job" / tracking.UNSYNCED).is_file()
+    assert len([line for line in proc.stderr.splitlines() if "MLflow" in line]) == 1
+    assert "piqa" in proc.stdout  # the table is still printed
+
+
+WRITER = """
+import sys
+from omegaconf import OmegaConf
+from hydra_eval import tracking
+cfg = OmegaConf.create({"uri": sys.argv[1], "experiment": "concurrent", "retries": 1, "timeout_s": 10})
+assert tracking.mirror_job(cfg, tracking.Path(sys.argv[2])) is not None
+"""
+
+
+def test_eight_jobs_log_at_once_to_the_default_sqlite_store(compose_cfg, tmp_path):
+    first = tmp_path / "sweep" / "0"
+    run(compose_cfg("model=tiny_llama", "dataset.limit=3", f"output_dir={first}"), print_summary=False)
+    for i in range(1, 8):
+        shutil.copytree(first, tmp_path / "sweep" / str(i))
+    uri = f"sqlite:///{tmp_path}/mlflow.db?timeout=60"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, uri, str(tmp_path / "sweep" / str(i))],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    errors = [w.communicate(timeout=600)[1] for w in writers]
+    assert all(w.returncode == 0 for w in writers), "\n".join(e[-800:] for e in errors)
+    assert not any("database is locked" in e for e in errors)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("concurrent")
+    assert len(client.search_runs([experiment.experiment_id])) == 8
+
+
+def test_mlflow_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (see .ci/run)")
+        pytest.skip("no chromium here (apt-get install chromium)")
+    proc = hydra_eval(
+        *SWEEP,
+        f"tracking.uri={server.url}",
+        "tracking.experiment=ui",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        root=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = server.api("experiments/get-by-name?experiment_name=ui")["experiment"]["experiment_id"]
+    child = next(r for r in server.runs("ui") if r["info"]["run_name"] == "tiny_llama/piqa")
+    accuracy = metrics(child)["piqa/accuracy"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=15000",
+        "--window-size=1600,1000",
+    ]
+
+    def browse(url: str, *extra: str) -> str:
+        profile = tmp_path / f"profile{time.time_ns()}"
+        out = subprocess.run(
+            [chromium, *flags, f"--user-data-dir={profile}", *extra, url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return out.stdout
+
+    runs_page = browse(f"{server.url}/#/experiments/{exp}/runs", "--dump-dom")
+    assert "sweep " in runs_page  # the parent run, children folded under it
+    run_page = browse(f"{server.url}/#/experiments/{exp}/runs/{child['info']['run_id']}", "--dump-dom")
+    assert "tiny_llama/piqa" in run_page
+    assert f"{accuracy:g}"[:4] in run_page
+    shot = tmp_path / "run.png"
+    browse(f"{server.url}/#/experiments/{exp}/runs/{child['info']['run_id']}", f"--screenshot={shot}")
+    assert shot.is_file() and shot.stat().st_size > 10_000
