@@ -40,8 +40,7 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
             sweep = context["sweep_dir"]
             tracking.mirror_job(cfg.tracking, root, tracking.parent_run_id(Path(sweep)) if sweep else None)
     if cfg.mode.viz and print_summary:
-        text = summary.write(root)
-        print(text, end="")
+        print(_summary(cfg, root), end="")
     return results
 
 
@@ -53,3 +52,13 @@ def _sync(cfg: Any) -> None:
         return
     done, failed = tracking.sync(cfg.tracking, Path(cfg.paths.output_root))
     print(f"synced {done} job(s) to {cfg.tracking.uri}; {failed} still unsynced")
+
+
+def _summary(cfg: Any, root: Path) -> str:
+    if cfg.viz.source == "mlflow":
+        from hydra_eval import tracking
+
+        v = cfg.viz
+        records = tracking.leaderboard(cfg.tracking, list(v.models), list(v.datasets), list(v.versions))
+        return summary.write(root, records=records)
+    return summary.write(root)

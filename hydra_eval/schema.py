@@ -93,6 +93,14 @@ class TrackingConfig:
 
 
 @dataclass
+class VizConfig:
+    source: str = "files"  # files: results/ under the job or sweep folder; mlflow: every finished run in MLflow
+    models: list[str] = field(default_factory=list)  # filters for source=mlflow (empty = all)
+    datasets: list[str] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+
+
+@dataclass
 class PathsConfig:
     root_dir: str = MISSING
     data_dir: str = MISSING
@@ -107,6 +115,7 @@ class Config:
     mode: ModeConfig = MISSING
     paths: PathsConfig = MISSING
     tracking: TrackingConfig = MISSING
+    viz: VizConfig = field(default_factory=VizConfig)
     output_dir: str = MISSING
     progress: bool = True
 

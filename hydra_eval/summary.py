@@ -52,9 +52,10 @@ def to_csv(rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def write(root: Path, models: list[str] | None = None, extra: list[dict[str, Any]] | None = None) -> str:
-    """Build the table for everything under root, write summary/summary_<time>.{txt,md,csv}, return text."""
-    results = collect(root) + (extra or [])
+def write(root: Path, models: list[str] | None = None, records: list[dict[str, Any]] | None = None) -> str:
+    """Build the table for everything under root (or for the given records), write it to
+    root/summary/summary_<time>.{txt,md,csv}, return its text."""
+    results = collect(root) if records is None else records
     rows = table(results, models)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder = root / "summary"

@@ -277,3 +277,38 @@ def sync(tracking: Any, root: Path) -> tuple[int, int]:
     for sweep_dir in sorted(sweeps):
         finish_sweep(tracking, sweep_dir)
     return done, failed
+
+
+def leaderboard(
+    tracking: Any, models: list[str], datasets: list[str], versions: list[str]
+) -> list[dict[str, Any]]:
+    """Results-like records from every finished job run in the experiment, newest per (model, dataset,
+    version), filtered; the summary table is built from them exactly as from files."""
+    client = _configure(tracking)
+    experiment = client.get_experiment_by_name(tracking.experiment)
+    if experiment is None:
+        return []
+    clauses = ["tags.`hydra_eval.synced` = 'true'"]
+    for tag, values in (("model", models), ("dataset", datasets), ("version", versions)):
+        if values:
+            clauses.append(f"tags.{tag} IN ({', '.join(repr(v) for v in values)})")
+    runs = client.search_runs(
+        [experiment.experiment_id], " AND ".join(clauses), order_by=["start_time DESC"], max_results=10000
+    )
+    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in runs:
+        t = r.data.tags
+        prefix = f"{t['dataset']}/"
+        record = {
+            "model": t["model"],
+            "dataset": t["dataset"],
+            "version": t["version"],
+            "mode": t["mode"],
+            "metrics": {
+                k[len(prefix) :]: v
+                for k, v in r.data.metrics.items()
+                if k.startswith(prefix) and k != f"{prefix}n"
+            },
+        }
+        newest.setdefault((record["model"], record["dataset"], record["version"]), record)
+    return list(newest.values())

@@ -179,6 +179,14 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     params = {p["key"]: p["value"] for p in child["data"]["params"]}
     assert params["model.name"] == "tiny_llama_b" and params["dataset.gen.extractor"] == "first_letter"
 
+    # mode=viz from MLflow instead of files: a leaderboard with filters
+    board = hydra_eval("mode=viz", "viz.source=mlflow", "viz.models=[tiny_llama_b]", f"tracking.uri={server.url}",
+                       "tracking.experiment=sweep", f"hydra.run.dir={tmp_path / 'board'}", root=tmp_path)
+    assert board.returncode == 0, board.stderr[-2000:]
+    lines = board.stdout.splitlines()
+    assert lines[0].split() == ["dataset", "version", "metric", "mode", "tiny_llama_b"]
+    assert sorted(line.split()[0] for line in lines[2:]) == ["piqa", "siqa"]
+
 
 def test_outage_mid_sweep_then_sync_equals_an_undisturbed_sweep(server, tmp_path):
     calm = hydra_eval(
