@@ -31,6 +31,12 @@ def naive_logprob(model, tokens, score_from):
     return sum(logprobs[p - 1, tokens[p]].item() for p in range(score_from, len(tokens)))
 
 
+def naive_greedy(model, tokens, score_from):
+    with torch.inference_mode():
+        best = model(torch.tensor([tokens])).logits[0].argmax(dim=-1)
+    return all(best[p - 1].item() == tokens[p] for p in range(score_from, len(tokens)))
+
+
 @pytest.mark.parametrize("dataset", ["piqa", "piqa_lmeval"])
 def test_scores_do_not_depend_on_batch_size(compose_cfg, tiny, dataset):
     cfg = compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=24")
@@ -67,6 +73,7 @@ def test_packed_scores_equal_separate_full_sequences(tiny):
             for request, result in zip(group, scored, strict=True):
                 expected = naive_logprob(model, request.tokens, request.score_from)
                 assert result.logprob == pytest.approx(expected, abs=1e-4)
+                assert result.greedy == naive_greedy(model, request.tokens, request.score_from)
                 assert result.n_scored == len(request.tokens) - request.score_from
 
 

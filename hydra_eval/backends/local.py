@@ -108,8 +108,9 @@ class LocalLM:
             logits = head(hidden[start : start + chunk]).float()
             target = targets[start : start + chunk]
             picked = logits.gather(1, target[:, None]).squeeze(1)
-            logprobs.append(picked - torch.logsumexp(logits, dim=-1))
-            greedy.append(logits.argmax(dim=-1) == target)
+            top = logits.amax(dim=-1)  # one pass serves the log-sum-exp and the greedy check
+            logprobs.append(picked - top - torch.log(torch.exp(logits - top[:, None]).sum(dim=-1)))
+            greedy.append(picked >= top)
         return torch.cat(logprobs), torch.cat(greedy)
 
     def generate(
