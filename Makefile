@@ -35,6 +35,9 @@ test: $(STAMP) ## Run every test: unit, config, integration (tiny model), slow (
 test-quick: $(STAMP) ## Tests without the slow ones
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
+bench: $(STAMP) ## hydra-eval vs lm-eval / OpenCompass (their venvs: see docs/benchmarks.md); ARGS=--tasks piqa ...
+	$(BIN)/python scripts/bench.py $(ARGS)
+
 check: $(STAMP) ## ruff (lint + format), mypy, yamllint
 	$(BIN)/ruff check hydra_eval tests scripts
 	$(BIN)/ruff format --check hydra_eval tests scripts
@@ -48,4 +51,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo ui test test-quick check format clean
+.PHONY: help install demo ui bench test test-quick check format clean
