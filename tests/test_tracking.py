@@ -180,8 +180,15 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     assert params["model.name"] == "tiny_llama_b" and params["dataset.gen.extractor"] == "first_letter"
 
     # mode=viz from MLflow instead of files: a leaderboard with filters
-    board = hydra_eval("mode=viz", "viz.source=mlflow", "viz.models=[tiny_llama_b]", f"tracking.uri={server.url}",
-                       "tracking.experiment=sweep", f"hydra.run.dir={tmp_path / 'board'}", root=tmp_path)
+    board = hydra_eval(
+        "mode=viz",
+        "viz.source=mlflow",
+        "viz.models=[tiny_llama_b]",
+        f"tracking.uri={server.url}",
+        "tracking.experiment=sweep",
+        f"hydra.run.dir={tmp_path / 'board'}",
+        root=tmp_path,
+    )
     assert board.returncode == 0, board.stderr[-2000:]
     lines = board.stdout.splitlines()
     assert lines[0].split() == ["dataset", "version", "metric", "mode", "tiny_llama_b"]
