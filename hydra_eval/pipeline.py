@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from hydra_eval import summary
+from hydra_eval.errors import UserError
 from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
@@ -59,6 +60,10 @@ def _summary(cfg: Any, root: Path) -> str:
         from hydra_eval import tracking
 
         v = cfg.viz
-        records = tracking.leaderboard(cfg.tracking, list(v.models), list(v.datasets), list(v.versions))
+        try:
+            records = tracking.leaderboard(cfg.tracking, list(v.models), list(v.datasets), list(v.versions))
+        except Exception as e:  # unreachable server, bad URI: one line, not a traceback
+            first = (str(e).splitlines() or [""])[0][:300]
+            raise UserError(f"cannot read MLflow at {cfg.tracking.uri}: {type(e).__name__}: {first}") from None
         return summary.write(root, records=records)
     return summary.write(root)

@@ -288,13 +288,15 @@ def leaderboard(
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is None:
         return []
-    clauses = ["tags.`hydra_eval.synced` = 'true'"]
-    for tag, values in (("model", models), ("dataset", datasets), ("version", versions)):
-        if values:
-            clauses.append(f"tags.{tag} IN ({', '.join(repr(v) for v in values)})")
-    runs = client.search_runs(
-        [experiment.experiment_id], " AND ".join(clauses), order_by=["start_time DESC"], max_results=10000
+    found = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`hydra_eval.synced` = 'true'",
+        order_by=["start_time DESC"],
+        max_results=10000,
     )
+    wanted = {"model": set(models), "dataset": set(datasets), "version": set(versions)}
+    # MLflow's search has no IN/OR for tags: filter here
+    runs = [r for r in found if all(not v or r.data.tags.get(k) in v for k, v in wanted.items())]
     newest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in runs:
         t = r.data.tags
