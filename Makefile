@@ -39,14 +39,14 @@ bench: $(STAMP) ## hydra-eval vs lm-eval / OpenCompass (their venvs: see docs/be
 	$(BIN)/python scripts/bench.py $(ARGS)
 
 check: $(STAMP) ## ruff (lint + format), mypy, yamllint
-	$(BIN)/ruff check hydra_eval tests scripts
-	$(BIN)/ruff format --check hydra_eval tests scripts
-	$(BIN)/mypy hydra_eval
+	$(BIN)/ruff check hydra_eval hydra_plugins tests scripts
+	$(BIN)/ruff format --check hydra_eval hydra_plugins tests scripts
+	$(BIN)/mypy hydra_eval hydra_plugins
 	$(BIN)/yamllint -s conf
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix hydra_eval tests scripts
-	$(BIN)/ruff format hydra_eval tests scripts
+	$(BIN)/ruff check --fix hydra_eval hydra_plugins tests scripts
+	$(BIN)/ruff format hydra_eval hydra_plugins tests scripts
 
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache

@@ -1,29 +1,50 @@
-"""Hydra callbacks on the submitting side: one summary table for a whole sweep."""
+"""Hydra callbacks on the submitting side: one summary table for a whole sweep, failed jobs listed."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+# Failed jobs of the last sweep in this process; the command exits non-zero when there are any.
+FAILED_JOBS: list[dict[str, Any]] = []
+
+
+def failure_report(failed: list[dict[str, Any]]) -> str:
+    lines = [f"{len(failed)} job(s) failed:"]
+    for f in failed:
+        lines.append(f"  #{f['job']} {f['model']} x {f['dataset']} (shard {f['shard']}): {f['error']}")
+        lines.append(f"      log: {f['log']}")
+    return "\n".join(lines) + "\n"
+
 
 class SweepSummary(Callback):
     """A sweep is one MLflow parent run (created before the jobs start) and one summary table at the end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.tracking.enabled and config.mode.eval:
+        if config.tracking.enabled and config.mode.eval and not config.dry_run:
             from hydra_eval import tracking
 
             tracking.start_sweep(config.tracking, Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.dry_run:
+            return
+        from hydra_eval.outputs import read_json
+        from hydra_eval.plan import FAILED_FILE
+
         root = Path(config.hydra.sweep.dir)
+        failed = read_json(root / FAILED_FILE) if (root / FAILED_FILE).is_file() else []
+        FAILED_JOBS[:] = failed
         if config.mode.viz:
             from hydra_eval import summary
 
-            print(summary.write(root), end="")
+            print(summary.write(root, failed=failed), end="")
+        if failed:
+            print(failure_report(failed), end="", file=sys.stderr)
         if config.tracking.enabled and config.mode.eval:
             from hydra_eval import tracking
 

@@ -23,16 +23,29 @@ def _is_multirun() -> bool:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hydra_eval.conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     from hydra_eval.pipeline import run
 
     multirun = _is_multirun()
     try:
         run(cfg, print_summary=not multirun)  # a sweep prints one table at its end (callbacks.SweepSummary)
     except UserError as e:
+        log.error("%s", e)  # into the job's log file too, which a failed sweep job's report points to
         if multirun:
             raise
-        log.error("%s", e)
+        sys.exit(1)
+    except Exception:
+        if multirun:  # the sweeper reports it, relaunches it; the traceback stays in the job's log
+            log.exception("job failed")
+        raise
+
+
+def main() -> None:
+    """The `hydra-eval` command: exits non-zero when a sweep ends with failed jobs."""
+    from hydra_eval.callbacks import FAILED_JOBS
+
+    hydra_main()
+    if FAILED_JOBS:
         sys.exit(1)
 
 

@@ -24,8 +24,22 @@ def absolute_path(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def register_plugins() -> None:
+    """Make Hydra know hydra-eval's sweeper and launchers. Hydra finds plugins by listing the hydra_plugins
+    namespace package, which an editable install (pip install -e) hides from that listing; importing them
+    by name works in every install, so register them directly too."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.hydra_eval_plugins import launchers, sweeper
+
+    plugins = Plugins.instance()
+    for cls in (sweeper.EvalSweeper, launchers.LocalLauncher, launchers.SlurmLauncher):
+        plugins._register(cls)
+
+
 def setup() -> None:
-    """Register schemas and resolvers; safe to call more than once."""
+    """Register schemas, plugins and resolvers; safe to call more than once."""
     register_configs()
+    register_plugins()
     OmegaConf.register_new_resolver("he.pkg_dir", package_dir, replace=True)
     OmegaConf.register_new_resolver("he.abspath", absolute_path, replace=True)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
-from hydra_eval import prompts
+from tqdm import tqdm
+
+from hydra_eval import cache, prompts
 from hydra_eval.data.loader import LoadedData, load_samples
+from hydra_eval.errors import UserError
 from hydra_eval.outputs import JobFiles, write_json, write_jsonl
+from hydra_eval.plan import shard_bounds
 from hydra_eval.records import Sample
 from hydra_eval.requests import lmeval_request, opencompass_request
 
@@ -27,7 +33,7 @@ def _ppl_rows(lm: Any, ppl: Any, samples: list[Sample]) -> list[dict[str, Any]]:
             groups.append([opencompass_request(c, x, encode) for c, x in pairs])
         else:
             groups.append([lmeval_request(c, x, encode, prefix) for c, x in pairs])
-    scored = lm.score_groups(groups, desc=f"ppl {sum(map(len, groups))} candidates")
+    scored = lm.score_groups(groups)
     rows = []
     for sample, sample_texts, group, results in zip(samples, texts, groups, scored, strict=True):
         candidates = [
@@ -49,9 +55,7 @@ def _ppl_rows(lm: Any, ppl: Any, samples: list[Sample]) -> list[dict[str, Any]]:
 def _gen_rows(lm: Any, gen: Any, model_cfg: Any, samples: list[Sample]) -> list[dict[str, Any]]:
     texts = [prompts.gen_prompt(gen, s) for s in samples]
     max_new = gen.max_out_len or model_cfg.max_out_len
-    generations = lm.generate(
-        texts, max_new, list(gen.stop), chat=model_cfg.chat_template, desc=f"gen {len(texts)} rows"
-    )
+    generations = lm.generate(texts, max_new, list(gen.stop), chat=model_cfg.chat_template)
     return [
         {
             "id": s.id,
@@ -66,12 +70,16 @@ def _gen_rows(lm: Any, gen: Any, model_cfg: Any, samples: list[Sample]) -> list[
     ]
 
 
-def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
+def _compute(cfg: Any, lm: Any, samples: list[Sample]) -> list[dict[str, Any]]:
+    if cfg.dataset.mode == "ppl":
+        return _ppl_rows(lm, cfg.dataset.ppl, samples)
+    return _gen_rows(lm, cfg.dataset.gen, cfg.model, samples)
+
+
+def _load_lm(cfg: Any) -> tuple[Any, float]:
     from hydra_eval.backends import loading
     from hydra_eval.backends.local import LocalLM
 
-    data: LoadedData = load_samples(cfg.dataset)
-    log.info("dataset %s: %d samples from %s", cfg.dataset.name, len(data.samples), data.source)
     t0 = time.perf_counter()
     model, tokenizer = loading.load(cfg.model, cfg.paths.cache_dir)
     load_s = time.perf_counter() - t0
@@ -82,15 +90,88 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
         cfg.model.batch_size,
         cfg.model.max_seq_len,
         token_budget=cfg.model.token_budget,
-        progress=cfg.progress,
+        progress=False,
+    )  # one progress bar, over samples, in run_infer
+    return lm, load_s
+
+
+def _reuse_folder(cfg: Any) -> Path | None:
+    if not cfg.reuse:
+        return None
+    if cfg.reuse == "latest":
+        folder = cache.latest_run(Path(cfg.paths.output_root))
+        if folder is None:
+            raise UserError(f"reuse=latest: no earlier run under {cfg.paths.output_root}")
+        return folder
+    folder = Path(cfg.reuse)
+    if not folder.is_dir():
+        raise UserError(f"reuse={cfg.reuse}: no such folder")
+    return folder
+
+
+def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
+    """Predictions for this job's rows (its shard of the dataset). Rows already computed under the same
+    content key (cache, or an earlier run named by `reuse`) are taken as they are; the rest are computed in
+    batches of checkpoint_every samples, each saved before the next starts."""
+    from hydra_eval.backends import loading
+
+    data: LoadedData = load_samples(cfg.dataset)
+    step = max(1, cfg.checkpoint_every)
+    try:
+        start, end = shard_bounds(len(data.samples), cfg.shard.index, cfg.shard.count, step)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    indexed = list(enumerate(data.samples))[start:end]
+    shard = (
+        f" (shard {cfg.shard.index + 1}/{cfg.shard.count}: rows {start}-{end - 1})" if cfg.shard.count > 1 else ""
     )
-    t1 = time.perf_counter()
-    if cfg.dataset.mode == "ppl":
-        rows = _ppl_rows(lm, cfg.dataset.ppl, data.samples)
-    else:
-        rows = _gen_rows(lm, cfg.dataset.gen, cfg.model, data.samples)
-    infer_s = time.perf_counter() - t1
+    log.info("dataset %s: %d samples from %s%s", cfg.dataset.name, len(indexed), data.source, shard)
+
+    ident = cache.identity(cfg, data.fingerprint, loading.fingerprint(cfg.model))
+    store = cache.PredictionStore(Path(cfg.paths.cache_dir), ident)
+    done = store.load() if cfg.resume else {}
+    from_cache = sum(i in done for i, _ in indexed)
+    folder = _reuse_folder(cfg)
+    from_folder = 0
+    if folder is not None:
+        earlier = {i: r for i, r in cache.rows_from_folder(folder, store.key).items() if i not in done}
+        wanted = [earlier[i] for i, _ in indexed if i in earlier]
+        store.append(wanted)
+        done.update((int(r["idx"]), r) for r in wanted)
+        from_folder = len(wanted)
+    todo = [(i, s) for i, s in indexed if i not in done]
+    log.info(
+        "predictions: %d reused from cache %s, %d from %s, %d to compute",
+        from_cache,
+        store.key,
+        from_folder,
+        folder or "no earlier folder",
+        len(todo),
+    )
+
+    lm, load_s, infer_s = None, 0.0, 0.0
+    if todo:
+        lm, load_s = _load_lm(cfg)
+        bar = tqdm(
+            total=len(todo), desc=f"{cfg.dataset.mode} {cfg.dataset.name}", unit="sample", disable=not cfg.progress
+        )
+        t1 = time.perf_counter()
+        # Saved batches are fixed blocks of rows (idx // step): a resumed or sharded run computes exactly the
+        # batches an uninterrupted one does, so its numbers are bit-identical.
+        for _, block in itertools.groupby(todo, key=lambda t: t[0] // step):
+            chunk = list(block)
+            rows = [
+                {"idx": i, **r} for (i, _), r in zip(chunk, _compute(cfg, lm, [s for _, s in chunk]), strict=True)
+            ]
+            store.append(rows)  # saved before the next batch starts: a kill loses at most this batch
+            done.update((r["idx"], r) for r in rows)
+            bar.update(len(chunk))
+        bar.close()
+        infer_s = time.perf_counter() - t1
+
+    rows = [done[i] for i, _ in indexed]
     write_jsonl(files.predictions, rows)
+    tokens = lm.tokens_computed if lm else 0
     meta = {
         "model": cfg.model.name,
         "dataset": cfg.dataset.name,
@@ -98,15 +179,18 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
         "mode": cfg.dataset.mode,
         "n": len(rows),
         "data_source": data.source,
-        "fingerprints": {"data": data.fingerprint, "model": loading.fingerprint(cfg.model)},
+        "fingerprints": {"data": data.fingerprint, "model": ident["model"]},
+        "cache_key": store.key,
+        "shard": {"index": cfg.shard.index, "count": cfg.shard.count, "rows": [start, end]},
+        "reused": {"cache": from_cache, "folder": from_folder, "computed": len(todo)},
         "timings": {"load_s": load_s, "infer_s": infer_s},
         "throughput": {
-            "examples_per_s": len(rows) / infer_s if infer_s else None,
-            "tokens_computed": lm.tokens_computed,
-            "head_positions": lm.head_positions,
-            "tokens_per_s": lm.tokens_computed / infer_s if infer_s else None,
+            "examples_per_s": len(todo) / infer_s if infer_s else None,
+            "tokens_computed": tokens,
+            "head_positions": lm.head_positions if lm else 0,
+            "tokens_per_s": tokens / infer_s if infer_s else None,
         },
     }
     write_json(files.infer_meta, meta)
-    log.info("infer: %d rows in %.1fs -> %s", len(rows), infer_s, files.predictions)
+    log.info("infer: %d rows (%d computed) in %.1fs -> %s", len(rows), len(todo), infer_s, files.predictions)
     return meta

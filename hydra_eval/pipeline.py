@@ -23,6 +23,12 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
     if cfg.mode.sync:
         _sync(cfg)
         return None
+    if cfg.dry_run:
+        from hydra_eval.plan import PlannedJob, describe
+
+        job = PlannedJob([], cfg.model.name, cfg.dataset.name, cfg.shard.index, cfg.shard.count)
+        print(describe([job], "none (single run)"), end="")
+        return None
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")

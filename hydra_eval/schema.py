@@ -34,6 +34,10 @@ class ModelConfig:
     trust_remote_code: bool = False
     seed: int = 0
     num_threads: int | None = None  # torch intra-op threads; null = all cores
+    # What one job of this model asks a launcher for (conf/hydra/launcher/*.yaml read these)
+    num_gpus: int = 0
+    num_cpus: int = 2
+    mem_gb: int = 16
     tiny: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +113,12 @@ class PathsConfig:
 
 
 @dataclass
+class ShardConfig:
+    index: int = 0
+    count: int = 1  # 1 = the whole dataset; the sweeper sets these when max_partition_size splits a dataset
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -118,6 +128,14 @@ class Config:
     viz: VizConfig = field(default_factory=VizConfig)
     output_dir: str = MISSING
     progress: bool = True
+    # Scale-out and resume (read by hydra_eval.sweeper and the infer stage)
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    max_partition_size: int | None = None  # a dataset with more rows becomes shards, one job each
+    retry: int = 2  # a failed job is relaunched this many times before it is reported failed
+    dry_run: bool = False  # print the job plan, run nothing
+    checkpoint_every: int = 256  # samples per saved batch of predictions (a killed job resumes from there)
+    resume: bool = True  # take rows computed before under the same content key (paths.cache_dir)
+    reuse: str | None = None  # an earlier run/sweep folder (or "latest") whose matching predictions are reused
 
 
 def register_configs() -> None:

@@ -18,10 +18,18 @@ def collect(root: Path) -> list[dict[str, Any]]:
     return [read_json(p) for p in sorted(root.rglob("results/*/*.json"))]
 
 
-def table(results: list[dict[str, Any]], models: list[str] | None = None) -> list[list[str]]:
-    """Rows of strings, header first; '-' where a model has no result for a row."""
-    models = models or sorted({r["model"] for r in results})
+def table(
+    results: list[dict[str, Any]], models: list[str] | None = None, failed: list[dict[str, Any]] | None = None
+) -> list[list[str]]:
+    """Rows of strings, header first; '-' where a model has no result for a row (a failed job's pair shows
+    '-' in every row of its dataset, or in a row of its own when no model scored that dataset)."""
+    failed = failed or []
+    models = models or sorted({r["model"] for r in results} | {f["model"] for f in failed})
     cells: dict[tuple[str, str, str, str], dict[str, str]] = {}
+    scored = {r["dataset"] for r in results}
+    for f in failed:
+        if f["dataset"] not in scored:
+            cells.setdefault((f["dataset"], "-", "-", "-"), {})
     for r in results:
         for metric, value in r["metrics"].items():
             if metric.endswith("_stderr"):
@@ -52,11 +60,16 @@ def to_csv(rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
-def write(root: Path, models: list[str] | None = None, records: list[dict[str, Any]] | None = None) -> str:
+def write(
+    root: Path,
+    models: list[str] | None = None,
+    records: list[dict[str, Any]] | None = None,
+    failed: list[dict[str, Any]] | None = None,
+) -> str:
     """Build the table for everything under root (or for the given records), write it to
     root/summary/summary_<time>.{txt,md,csv}, return its text."""
     results = collect(root) if records is None else records
-    rows = table(results, models)
+    rows = table(results, models, failed)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder = root / "summary"
     folder.mkdir(parents=True, exist_ok=True)

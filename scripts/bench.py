@@ -146,6 +146,7 @@ def run_hydra_eval(
         f"dataset={dataset}",
         f"hydra.run.dir={out}",
         "progress=false",
+        "resume=false",  # every timed run computes all its rows
         f"model.device={device}",
         f"model.dtype={dtype}",
     ]

@@ -1,0 +1,130 @@
+"""Predictions cached by content and saved batch by batch.
+
+The key is what decides a prediction: the model's weights and the settings that change its outputs, the
+data's checksums, the prompt/scoring settings, and the shard. A rerun, a requeued Slurm job or a job killed
+with -9 finds the rows it already computed under the same key and computes only the rest; a changed prompt,
+model or file gets a new key and never sees stale rows (OpenCompass's -r keys on names only).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from hydra_eval import prompts
+from hydra_eval.outputs import read_json, read_jsonl, write_json
+
+log = logging.getLogger(__name__)
+
+# Model settings that change what the model outputs (batch sizes and token budgets do not: tested to 1e-5).
+MODEL_SETTINGS = ("kind", "path", "tokenizer_path", "revision", "dtype", "device", "max_seq_len", "chat_template")
+
+
+def identity(cfg: Any, data_fingerprint: dict[str, str], model_fingerprint: dict[str, str]) -> dict[str, Any]:
+    model = {k: OmegaConf.select(cfg.model, k) for k in MODEL_SETTINGS}
+    if cfg.dataset.mode == "gen":
+        model["max_out_len"] = cfg.model.max_out_len
+    return {
+        "model": model_fingerprint,
+        "model_settings": model,
+        "data": data_fingerprint,
+        "limit": cfg.dataset.limit,
+        "record_to_sample": cfg.dataset.record_to_sample,
+        "prompt": prompts.inference_settings(cfg.dataset),
+        "shard": [cfg.shard.index, cfg.shard.count],
+    }
+
+
+def key_of(ident: dict[str, Any]) -> str:
+    blob = json.dumps(ident, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+class PredictionStore:
+    """rows.jsonl under cache_dir/predictions/<key>/: one line per finished sample ({"idx": i, ...}),
+    appended and fsynced a batch at a time. A line cut short by a kill is dropped on the next load."""
+
+    def __init__(self, cache_dir: Path, ident: dict[str, Any]):
+        self.key = key_of(ident)
+        self.dir = cache_dir / "predictions" / self.key
+        self.rows_path = self.dir / "rows.jsonl"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not (self.dir / "identity.json").is_file():
+            write_json(self.dir / "identity.json", ident)
+
+    def load(self) -> dict[int, dict[str, Any]]:
+        if not self.rows_path.is_file():
+            return {}
+        with self._locked():
+            raw = self.rows_path.read_bytes()
+            rows: dict[int, dict[str, Any]] = {}
+            good = 0
+            for line in raw.splitlines(keepends=True):
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no newline")
+                    row = json.loads(line)
+                except ValueError:
+                    break  # the tail of a write that a kill interrupted
+                rows[int(row["idx"])] = row
+                good += len(line)
+            if good < len(raw):
+                log.warning("cache %s: dropping a partly written line after %d rows", self.key, len(rows))
+                with self.rows_path.open("r+b") as f:
+                    f.truncate(good)
+        return rows
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        with self._locked(), self.rows_path.open("a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _locked(self) -> Any:
+        return _FileLock(self.dir / ".lock")
+
+
+class _FileLock:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def latest_run(output_root: Path) -> Path | None:
+    """The newest run or sweep folder under output_root (what reuse=latest means)."""
+    candidates = [p for sub in ("runs", "multirun") for p in (output_root / sub).glob("*") if p.is_dir()]
+    return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def rows_from_folder(folder: Path, key: str) -> dict[int, dict[str, Any]]:
+    """Rows of any predictions file below folder whose infer metadata carries this cache key."""
+    found: dict[int, dict[str, Any]] = {}
+    for meta_path in sorted(folder.rglob("predictions/*/*.meta.json")):
+        try:
+            meta = read_json(meta_path)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("cache_key") != key:
+            continue
+        predictions = meta_path.with_name(meta_path.name.replace(".meta.json", ".jsonl"))
+        if predictions.is_file():
+            for row in read_jsonl(predictions):
+                if "idx" in row:
+                    found[int(row["idx"])] = row
+    return found

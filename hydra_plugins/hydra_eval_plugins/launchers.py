@@ -1,0 +1,190 @@
+"""hydra-submitit-launcher's two launchers, extended (conf/hydra/launcher/{local,slurm}.yaml select them).
+
+What they add to the plugin's launchers, which they subclass:
+- resources per job: the launcher settings are resolved in each job's own config, so
+  `gpus_per_node: ${model.num_gpus}` gives a 7B model a GPU and a tiny one none, within one sweep;
+- no lost sweep: a job that ends without a result (scancel, time limit, OOM kill, a dead node) comes back
+  as a FAILED JobReturn carrying the reason and its log folder, instead of an exception that aborts the
+  collection of every other job's result;
+- local: at most `max_num_workers` jobs at once (OpenCompass's --max-num-workers), and each job pinned to its
+  own GPUs (submitit alone gives every local job GPUs 0..n-1).
+"""
+
+# No `from __future__ import annotations`: Hydra runs plugin modules before they are in sys.modules, where
+# dataclasses would look their string annotations up.
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+OURS = {"_target_", "max_num_workers", "gpus"}  # keys of ours, not submitit's
+
+
+@dataclass
+class LocalConf(LocalQueueConf):
+    _target_: str = "hydra_plugins.hydra_eval_plugins.launchers.LocalLauncher"
+    max_num_workers: int | None = None  # jobs running at once (null: all)
+    gpus: list[int] | None = None  # GPU ids to hand out (null: all visible, when a job asks for GPUs)
+
+
+@dataclass
+class SlurmConf(SlurmQueueConf):
+    _target_: str = "hydra_plugins.hydra_eval_plugins.launchers.SlurmLauncher"
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(group="hydra/launcher", name="base_local", node=LocalConf)
+    cs.store(group="hydra/launcher", name="base_slurm", node=SlurmConf)
+
+
+class JobEndedWithoutResult(RuntimeError):
+    """The scheduler ended the job before it returned (cancelled, timed out, killed)."""
+
+
+def visible_gpus() -> list[int]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return list(range(len([x for x in env.split(",") if x.strip()])))
+    try:
+        import torch
+
+        return list(range(torch.cuda.device_count()))
+    except ImportError:
+        return []
+
+
+class _Extended(BaseSubmititLauncher):
+    def _job_params(self, overrides: Sequence[str]) -> dict[str, Any]:
+        """This job's launcher settings, resolved in its own config (so ${model...} refers to its model)."""
+        assert self.hydra_context is not None and self.config is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+        assert isinstance(params, dict)
+        return {str(k): v for k, v in params.items() if k not in OURS}
+
+    def _executor(self, params: dict[str, Any]) -> Any:
+        import submitit
+
+        params = dict(params)
+        init = {"folder": params.pop("submitit_folder")}
+        if "max_num_timeout" in params:
+            init[f"{self._EXECUTOR}_max_num_timeout"] = params.pop("max_num_timeout")
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+        generic = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(
+            **{k if k in generic else f"{self._EXECUTOR}_{k}": v for k, v in params.items()}
+        )
+        return executor
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)
+        specs = []
+        for k, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + k
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            call = (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+            specs.append((idx, list(overrides), self._job_params(overrides), call))
+        return self._run(specs, sweep_dir)
+
+    def _run(
+        self, specs: list[tuple[int, list[str], dict[str, Any], tuple[Any, ...]]], sweep_dir: Path
+    ) -> list[JobReturn]:
+        raise NotImplementedError
+
+    def _collect(self, job: Any, idx: int, overrides: list[str], sweep_dir: Path) -> JobReturn:
+        import submitit
+
+        try:
+            ret: JobReturn = job.results()[0]
+            return ret
+        except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as e:
+            state = getattr(job, "state", "UNKNOWN")
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            error = JobEndedWithoutResult(
+                f"job {job.job_id} ended with state {state} and no result ({first}); "
+                f"logs: {sweep_dir / str(idx)} and {job.paths.folder}"
+            )
+            return JobReturn(
+                overrides=overrides,
+                working_dir=str(sweep_dir / str(idx)),
+                status=JobStatus.FAILED,
+                _return_value=error,
+            )
+
+
+class SlurmLauncher(_Extended):
+    _EXECUTOR = "slurm"
+
+    def _run(
+        self, specs: list[tuple[int, list[str], dict[str, Any], tuple[Any, ...]]], sweep_dir: Path
+    ) -> list[JobReturn]:
+        groups: dict[str, list[int]] = {}
+        for k, (_, _, params, _) in enumerate(specs):
+            groups.setdefault(json.dumps(params, sort_keys=True, default=str), []).append(k)
+        jobs: list[Any] = [None] * len(specs)
+        for key, members in groups.items():  # one job array per distinct set of resources
+            executor = self._executor(json.loads(key))
+            submitted = executor.map_array(self, *zip(*[specs[k][3] for k in members], strict=True))
+            for k, job in zip(members, submitted, strict=True):
+                jobs[k] = job
+        return [self._collect(job, idx, ov, sweep_dir) for job, (idx, ov, _, _) in zip(jobs, specs, strict=True)]
+
+
+class LocalLauncher(_Extended):
+    """submitit's local executor (one process per job), run as a pool of max_num_workers slots."""
+
+    _EXECUTOR = "local"
+
+    def _run(
+        self, specs: list[tuple[int, list[str], dict[str, Any], tuple[Any, ...]]], sweep_dir: Path
+    ) -> list[JobReturn]:
+        workers = self.params.get("max_num_workers") or len(specs)
+        gpus_conf = self.params.get("gpus")
+        need_gpus = any((p.get("gpus_per_node") or 0) > 0 for _, _, p, _ in specs)
+        free = list(gpus_conf) if gpus_conf is not None else (visible_gpus() if need_gpus else [])
+        pending = list(range(len(specs)))
+        running: dict[int, tuple[Any, list[int]]] = {}
+        results: dict[int, JobReturn] = {}
+        while pending or running:
+            while pending and len(running) < workers:
+                k = pending[0]
+                idx, _, params, call = specs[k]
+                n = params.get("gpus_per_node") or 0
+                if n > len(free):
+                    if not running:
+                        raise ValueError(f"job #{idx} needs {n} GPU(s), but only {free} can be given to it")
+                    break  # wait for a running job to give its GPUs back
+                mine, free = free[:n], free[n:]
+                executor = self._executor({**params, "visible_gpus": mine} if n else params)
+                running[k] = (executor.submit(self, *call), mine)
+                pending.pop(0)
+            finished = [k for k, (job, _) in running.items() if job.done()]
+            for k in finished:
+                job, mine = running.pop(k)
+                free += mine
+                results[k] = self._collect(job, specs[k][0], specs[k][1], sweep_dir)
+            if not finished:
+                time.sleep(0.2)
+        return [results[k] for k in range(len(specs))]
+
+
+register_configs()  # Hydra imports every hydra_plugins module when it starts: the schemas exist before composing

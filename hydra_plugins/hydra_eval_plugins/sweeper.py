@@ -1,0 +1,193 @@
+"""hydra_eval's sweeper (hydra/sweeper=eval, the default): Hydra's basic grid sweep, plus what an evaluation
+sweep needs. It sees the job list before launch and the returns after, so it
+
+- splits a dataset larger than max_partition_size into shards, one job each, then merges their predictions
+  and scores them as one result;
+- relaunches a failed job up to `retry` times before reporting it failed;
+- never raises for a failed job: it writes failed.json (job, error, log path), which the summary shows as `-`
+  and which makes the command exit non-zero;
+- with dry_run=true prints the plan and launches nothing.
+"""
+
+# No `from __future__ import annotations`: Hydra runs plugin modules before they are in sys.modules, where
+# dataclasses would look their string annotations up.
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from hydra_eval.errors import UserError
+from hydra_eval.outputs import JobFiles, write_json
+from hydra_eval.plan import FAILED_FILE, PLAN_FILE, PlannedJob, describe, expand, launcher_name, without_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSweeperConf:
+    _target_: str = "hydra_plugins.hydra_eval_plugins.sweeper.EvalSweeper"
+    max_batch_size: int | None = None  # jobs handed to the launcher at once (null: all)
+    params: dict[str, str] | None = None
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="hydra/sweeper", name="eval", node=EvalSweeperConf)
+
+
+def _count_rows(cfg: Any) -> int:
+    from hydra_eval.data.loader import load_samples
+
+    return len(load_samples(cfg.dataset).samples)
+
+
+def _error_line(ret: JobReturn) -> str:
+    value = ret._return_value
+    text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else str(value)
+    return (text.strip().splitlines() or [""])[0][:500]
+
+
+class EvalSweeper(Sweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None):
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.params = params or {}
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        assert self.hydra_context is not None and self.config is not None
+        return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.hydra_context is not None and self.config is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        parsed = parser.parse_overrides([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
+        combos = BasicSweeper.split_arguments(parsed, None)[0]
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        try:
+            plan = expand(combos, self._compose, _count_rows)
+        except UserError as e:  # missing data, bad shard settings: one line, before anything is launched
+            log.error("%s", e)
+            sys.exit(1)
+        write_json(sweep_dir / PLAN_FILE, [job.to_dict() for job in plan])
+        if self.config.dry_run:
+            print(describe(plan, launcher_name(self.config)), end="")
+            return []
+        final = self._launch(plan, int(self.config.retry))
+        failed = [self._failure(plan[i], ret, num, sweep_dir) for i, (ret, num) in final.items() if not _ok(ret)]
+        failed += self._merge_shards(plan, final, sweep_dir)
+        write_json(sweep_dir / FAILED_FILE, failed)
+        return [[ret for ret, _ in final.values()]]
+
+    def _launch(self, plan: list[PlannedJob], retry: int) -> dict[int, tuple[JobReturn, int]]:
+        """Launch every job, then relaunch the failed ones (new job numbers, same overrides) up to `retry`
+        times. Returns plan index -> (last JobReturn, its job number)."""
+        final: dict[int, tuple[JobReturn, int]] = {}
+        todo, next_num = list(range(len(plan))), 0
+        for attempt in range(retry + 1):
+            step = self.max_batch_size or len(todo)
+            for start in range(0, len(todo), step):
+                batch = todo[start : start + step]
+                returns = self.launcher.launch([plan[i].job_overrides for i in batch], initial_job_idx=next_num)
+                for k, (i, ret) in enumerate(zip(batch, returns, strict=True)):
+                    final[i] = (ret, next_num + k)
+                next_num += len(batch)
+            todo = [i for i in todo if not _ok(final[i][0])]
+            if not todo:
+                break
+            for i in todo:
+                ret, num = final[i]
+                what = "retrying" if attempt < retry else "giving up"
+                log.warning(
+                    "job #%d (%s x %s) failed, attempt %d/%d, %s: %s",
+                    num,
+                    plan[i].model,
+                    plan[i].dataset,
+                    attempt + 1,
+                    retry + 1,
+                    what,
+                    _error_line(ret),
+                )
+        return final
+
+    def _failure(self, job: PlannedJob, ret: JobReturn, num: int, sweep_dir: Path) -> dict[str, Any]:
+        folder = sweep_dir / str(num)
+        return {
+            "model": job.model,
+            "dataset": job.dataset,
+            "shard": f"{job.shard + 1}/{job.shards}",
+            "job": num,
+            "error": _error_line(ret),
+            "log": str(folder / "hydra-eval.log"),
+            "overrides": job.job_overrides,
+        }
+
+    def _merge_shards(
+        self, plan: list[PlannedJob], final: dict[int, tuple[JobReturn, int]], sweep_dir: Path
+    ) -> list[dict[str, Any]]:
+        """Merge and score each sharded pair whose shards all succeeded, in this process (no model needed)."""
+        from hydra_eval import pipeline, shards
+
+        pairs: dict[tuple[str, str], list[int]] = {}
+        for i, job in enumerate(plan):
+            if job.shards > 1:
+                pairs.setdefault(job.pair, []).append(i)
+        failed = []
+        for (model, dataset), members in pairs.items():
+            if not all(_ok(final[i][0]) for i in members):
+                continue  # its failed shards are already reported
+            out = sweep_dir / f"merged_{model}_{dataset}"
+            roots = [sweep_dir / str(final[i][1]) for i in sorted(members, key=lambda i: plan[i].shard)]
+            try:
+                cfg = self._compose(
+                    [*without_key(plan[members[0]].overrides, "mode"), "mode=eval", f"output_dir={out}"]
+                )
+                with open_dict(cfg):
+                    del cfg["hydra"]
+                shards.merge(roots, JobFiles(root=out, model=model, dataset=dataset))
+                pipeline.run(cfg, print_summary=False)
+                log.info("merged %d shards of %s x %s into %s", len(roots), model, dataset, out)
+            except Exception as e:
+                failed.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "shard": "merge",
+                        "job": None,
+                        "error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:500]}",
+                        "log": str(out),
+                        "overrides": plan[members[0]].overrides,
+                    }
+                )
+        return failed
+
+
+def _ok(ret: JobReturn) -> bool:
+    return ret.status == JobStatus.COMPLETED
+
+
+register_configs()

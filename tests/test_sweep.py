@@ -1,0 +1,229 @@
+"""Sweeps through hydra_eval's sweeper: shards, retries, failed jobs, dry runs, resume (in-process and
+submitit_local launchers; the real-Slurm tests are in test_slurm.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hydra_eval.outputs import read_json, read_jsonl
+from tests.conftest import DATA_DIR, ROOT
+
+
+def hydra_eval(*args: str, tmp: Path, env: dict[str, str] | None = None, background: bool = False):
+    env = {
+        **os.environ,
+        "HYDRA_EVAL_DATA_DIR": str(DATA_DIR),
+        "HYDRA_EVAL_OUTPUT_ROOT": str(tmp / "outputs"),
+        "HYDRA_EVAL_CACHE_DIR": str(tmp / "cache"),
+        "HYDRA_FULL_ERROR": "0",
+        **(env or {}),
+    }
+    cmd = [sys.executable, "-m", "hydra_eval.cli", *args, "tracking=none", "progress=false"]
+    if background:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def results_by_pair(sweep: Path) -> dict[tuple[str, str], dict]:
+    out = {}
+    for path in sweep.rglob("results/*/*.json"):
+        r = read_json(path)
+        out[(r["model"], r["dataset"])] = r
+    return out
+
+
+def predictions(sweep: Path, model: str, dataset: str) -> list[dict]:
+    [path] = [
+        p for p in sweep.rglob(f"predictions/{model}/{dataset}.jsonl") if (p.parents[2] / "results").exists()
+    ]
+    return read_jsonl(path)
+
+
+def strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "idx"} for r in rows]
+
+
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_sharded_sweep_equals_unsharded_exactly(tmp_path, launcher):
+    common = ["model=tiny_llama", "dataset=piqa,siqa", "dataset.limit=30", "checkpoint_every=8"]
+    whole = hydra_eval("-m", *common, f"hydra.sweep.dir={tmp_path / 'whole'}", tmp=tmp_path / "a")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    extra = ["hydra/launcher=local", "hydra.launcher.max_num_workers=4"] if launcher == "local" else []
+    sharded = hydra_eval(
+        "-m",
+        *common,
+        "max_partition_size=10",
+        *extra,
+        f"hydra.sweep.dir={tmp_path / 'sharded'}",
+        tmp=tmp_path / "b",
+    )
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    plan = read_json(tmp_path / "sharded" / "plan.json")
+    assert [(j["dataset"], j["shard"], j["shards"], j["rows"]) for j in plan] == [
+        ("piqa", 0, 3, 8),
+        ("piqa", 1, 3, 8),
+        ("piqa", 2, 3, 14),
+        ("siqa", 0, 3, 8),
+        ("siqa", 1, 3, 8),
+        ("siqa", 2, 3, 14),
+    ]
+    a, b = results_by_pair(tmp_path / "whole"), results_by_pair(tmp_path / "sharded")
+    assert a.keys() == b.keys() == {("tiny_llama", "piqa"), ("tiny_llama", "siqa")}
+    for pair in a:
+        assert a[pair]["metrics"] == b[pair]["metrics"]
+        assert a[pair]["n"] == b[pair]["n"] == 30
+        assert strip(predictions(tmp_path / "whole", *pair)) == strip(predictions(tmp_path / "sharded", *pair))
+    assert "siqa" in sharded.stdout and "piqa" in sharded.stdout  # one table, merged results
+
+
+def test_a_job_that_fails_once_is_retried(tmp_path):
+    marker = tmp_path / "marker"
+    proc = hydra_eval(
+        "-m",
+        "model=tiny_llama",
+        "dataset=piqa",
+        "dataset.limit=5",
+        "dataset.read_local=tests.helpers.fail_once",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        tmp=tmp_path,
+        env={"HYDRA_EVAL_TEST_MARKER": str(marker)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert marker.exists()
+    assert "failed, attempt 1/3, retrying" in proc.stderr
+    assert read_json(tmp_path / "sweep" / "failed.json") == []
+    assert list(results_by_pair(tmp_path / "sweep")) == [("tiny_llama", "piqa")]
+    assert "piqa" in proc.stdout
+
+
+def test_failed_job_shows_dash_lists_its_log_and_exits_non_zero(tmp_path):
+    # siqa's data is missing for every job (its hub is unreachable here): piqa succeeds, siqa fails twice
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "piqa").symlink_to(DATA_DIR / "piqa")
+    proc = hydra_eval(
+        "-m",
+        "model=tiny_llama,tiny_llama_b",
+        "dataset=piqa,siqa",
+        "dataset.limit=5",
+        "dataset.hf_path=null",
+        "retry=1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        tmp=tmp_path,
+        env={"HYDRA_EVAL_DATA_DIR": str(data)},
+    )
+    assert proc.returncode == 1
+    failed = read_json(tmp_path / "sweep" / "failed.json")
+    assert sorted((f["model"], f["dataset"]) for f in failed) == [("tiny_llama", "siqa"), ("tiny_llama_b", "siqa")]
+    assert all("no data for dataset 'siqa'" in f["error"] for f in failed)
+    assert all(Path(f["log"]).is_file() for f in failed)
+    assert "2 job(s) failed" in proc.stderr and failed[0]["log"] in proc.stderr
+    table = [line.split() for line in proc.stdout.splitlines()]
+    assert table[0] == ["dataset", "version", "metric", "mode", "tiny_llama", "tiny_llama_b"]
+    assert ["siqa", "-", "-", "-", "-", "-"] in table
+    assert any(row[0] == "piqa" and "-" not in row[4:] for row in table[2:])
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
+    proc = hydra_eval(
+        "-m",
+        "model=tiny_llama,tiny_llama_b",
+        "dataset=piqa",
+        "dataset.limit=100",
+        "max_partition_size=40",
+        "checkpoint_every=20",
+        "dry_run=true",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        tmp=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("dry run: 6 job(s) for 2 model x dataset pair(s)")
+    assert [line.split()[1:5] for line in lines[2:]] == [
+        [m, "piqa", f"{i}/3", rows]
+        for m in ("tiny_llama", "tiny_llama_b")
+        for i, rows in ((1, "20"), (2, "40"), (3, "40"))
+    ]
+    assert all(
+        "SlurmLauncher" in line and "partition=gpu" in line and "cpus_per_task=1" in line for line in lines[2:]
+    )
+    assert not [p for p in (tmp_path / "sweep").iterdir() if p.name[0].isdigit()]
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("rows.jsonl"))
+
+
+def _kill_after_first_saved_batch(proc: subprocess.Popen, cache: Path, timeout: float = 120) -> int:
+    """kill -9 the job as soon as one batch of predictions is saved; returns the rows saved by then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        files = list(cache.rglob("rows.jsonl"))
+        if files and files[0].stat().st_size > 0:
+            proc.kill()
+            proc.wait()
+            return sum(1 for _ in files[0].open())
+        assert proc.poll() is None, "the job ended before it could be killed"
+        time.sleep(0.02)
+    raise AssertionError("no batch was saved in time")
+
+
+@pytest.mark.parametrize(("dataset", "limit"), [("piqa", 200), ("siqa", 48)])
+def test_killed_job_resumes_from_its_last_saved_batch(tmp_path, dataset, limit):
+    args = ["model=tiny_llama", f"dataset={dataset}", f"dataset.limit={limit}", "checkpoint_every=8"]
+    reference = hydra_eval(*args, f"hydra.run.dir={tmp_path / 'reference'}", tmp=tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    job = hydra_eval(*args, f"hydra.run.dir={tmp_path / 'killed'}", tmp=tmp_path, background=True)
+    saved = _kill_after_first_saved_batch(job, tmp_path / "cache")
+    assert 8 <= saved < limit and saved % 8 == 0
+    assert not (tmp_path / "killed" / "results").exists()
+
+    rerun = hydra_eval(*args, f"hydra.run.dir={tmp_path / 'rerun'}", tmp=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    meta = read_json(tmp_path / "rerun" / "predictions" / "tiny_llama" / f"{dataset}.meta.json")
+    assert meta["reused"]["cache"] >= saved and meta["reused"]["computed"] == limit - meta["reused"]["cache"]
+    assert f"{meta['reused']['cache']} reused from cache" in rerun.stderr
+    ref = read_jsonl(tmp_path / "reference" / "predictions" / "tiny_llama" / f"{dataset}.jsonl")
+    got = read_jsonl(tmp_path / "rerun" / "predictions" / "tiny_llama" / f"{dataset}.jsonl")
+    assert got == ref  # bit-identical: same batches, same numbers
+    r1 = read_json(tmp_path / "reference" / "results" / "tiny_llama" / f"{dataset}.json")
+    r2 = read_json(tmp_path / "rerun" / "results" / "tiny_llama" / f"{dataset}.json")
+    assert r1["metrics"] == r2["metrics"]
+
+    again = hydra_eval(*args, f"hydra.run.dir={tmp_path / 'again'}", tmp=tmp_path)
+    meta = read_json(tmp_path / "again" / "predictions" / "tiny_llama" / f"{dataset}.meta.json")
+    assert again.returncode == 0 and meta["reused"] == {"cache": limit, "folder": 0, "computed": 0}
+    assert "loaded in" not in again.stderr  # nothing to compute: the model is not even loaded
+
+
+def test_changed_prompt_never_reuses_cached_predictions(tmp_path):
+    args = ["model=tiny_llama", "dataset=piqa", "dataset.limit=6"]
+    assert hydra_eval(*args, f"hydra.run.dir={tmp_path / 'one'}", tmp=tmp_path).returncode == 0
+    proc = hydra_eval(
+        *args, "dataset.ppl.context='Q: {goal}\\nA:'", f"hydra.run.dir={tmp_path / 'two'}", tmp=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = read_json(tmp_path / "two" / "predictions" / "tiny_llama" / "piqa.meta.json")
+    assert meta["reused"] == {"cache": 0, "folder": 0, "computed": 6}
+
+
+def test_reuse_takes_matching_predictions_from_an_earlier_folder(tmp_path):
+    args = ["model=tiny_llama", "dataset=piqa", "dataset.limit=6"]
+    assert hydra_eval(*args, f"hydra.run.dir={tmp_path / 'first'}", tmp=tmp_path / "x").returncode == 0
+    proc = hydra_eval(
+        *args, f"reuse={tmp_path / 'first'}", f"hydra.run.dir={tmp_path / 'second'}", tmp=tmp_path / "y"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = read_json(tmp_path / "second" / "predictions" / "tiny_llama" / "piqa.meta.json")
+    assert meta["reused"] == {"cache": 0, "folder": 6, "computed": 0}
+    first = read_json(tmp_path / "first" / "results" / "tiny_llama" / "piqa.json")
+    second = read_json(tmp_path / "second" / "results" / "tiny_llama" / "piqa.json")
+    assert first["metrics"] == second["metrics"]
+    assert json.dumps(first["fingerprints"]) == json.dumps(second["fingerprints"])
