@@ -28,6 +28,7 @@ def job_context(cfg: Any) -> dict[str, Any]:
         "host": socket.gethostname(),
         "git_revision": git_revision(cfg.paths.root_dir),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "hydra_job_num": None,
         "sweep_dir": None,
     }

@@ -227,3 +227,26 @@ def test_reuse_takes_matching_predictions_from_an_earlier_folder(tmp_path):
     second = read_json(tmp_path / "second" / "results" / "tiny_llama" / "piqa.json")
     assert first["metrics"] == second["metrics"]
     assert json.dumps(first["fingerprints"]) == json.dumps(second["fingerprints"])
+
+
+def test_local_pool_pins_each_job_to_its_own_gpus(tmp_path):
+    """Four GPU ids, jobs of two GPUs each: at most two jobs run at once, on disjoint GPU sets. (No GPU
+    here: the ids are only handed out; the tiny model runs on the CPU whatever CUDA_VISIBLE_DEVICES says.)"""
+    sweep = tmp_path / "sweep"
+    proc = hydra_eval(
+        "-m",
+        "hydra/launcher=local",
+        "hydra.launcher.gpus=[0,1,2,3]",
+        "model=tiny_llama",
+        "model.num_gpus=2",
+        "model.device=cpu",
+        "dataset=piqa",
+        "dataset.limit=4,5,6",
+        f"hydra.sweep.dir={sweep}",
+        tmp=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [read_json(sweep / str(i) / "job.json") for i in range(3)]
+    assert {j["cuda_visible_devices"] for j in jobs} <= {"0,1", "2,3"}
+    assert len({j["cuda_visible_devices"] for j in jobs}) == 2
+    assert len(results_by_pair(sweep)) == 1 and len(list(sweep.rglob("results/*/*.json"))) == 3

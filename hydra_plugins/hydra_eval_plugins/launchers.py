@@ -174,7 +174,9 @@ class LocalLauncher(_Extended):
                         raise ValueError(f"job #{idx} needs {n} GPU(s), but only {free} can be given to it")
                     break  # wait for a running job to give its GPUs back
                 mine, free = free[:n], free[n:]
-                executor = self._executor({**params, "visible_gpus": mine} if n else params)
+                executor = self._executor(params)
+                if n:  # AutoExecutor does not pass visible_gpus on; submitit's LocalExecutor takes it
+                    executor._executor.update_parameters(visible_gpus=tuple(mine))
                 running[k] = (executor.submit(self, *call), mine)
                 pending.pop(0)
             finished = [k for k, (job, _) in running.items() if job.done()]
