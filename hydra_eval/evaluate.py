@@ -11,15 +11,25 @@ from typing import Any
 
 from hydra_eval import prompts, scoring
 from hydra_eval.errors import UserError
-from hydra_eval.metrics import accuracy_metrics
+from hydra_eval.metrics import accuracy_metrics, perplexity
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
 
-def judge_ppl(row: dict[str, Any], convention: str) -> dict[str, Any]:
+def ppl_task(ppl: Any, rows: list[dict[str, Any]]) -> str:
+    """multiple_choice or loglikelihood; `auto` (dataset=custom): loglikelihood when every row has one
+    candidate (free-form QA), else multiple_choice."""
+    if ppl.task != "auto":
+        return str(ppl.task)
+    return "loglikelihood" if rows and all(len(r["candidates"]) == 1 for r in rows) else "multiple_choice"
+
+
+def judge_ppl(row: dict[str, Any], ppl: Any, task: str) -> dict[str, Any]:
     logprobs = [c["logprob"] for c in row["candidates"]]
-    if convention == "opencompass":
+    if task == "loglikelihood":  # one continuation: is it the greedy one, and how likely is it
+        return {"logprob": logprobs[0], "correct": bool(row["candidates"][0]["greedy"])}
+    if ppl.convention == "opencompass":
         scores = [scoring.opencompass_ppl(c["logprob"], c["n_tokens"]) for c in row["candidates"]]
         pred = scoring.argmin_first(scores)
         return {"scores": scores, "pred": pred, "correct": pred == row["gold"]}
@@ -37,23 +47,65 @@ def judge_ppl(row: dict[str, Any], convention: str) -> dict[str, Any]:
 
 def judge_gen(row: dict[str, Any], gen: Any, labels: list[str]) -> dict[str, Any]:
     text = row["generation"]
-    if gen.extractor == "edit_distance":
+    extractor = gen.extractor
+    if extractor == "auto":
+        extractor = "exact_match" if row.get("answers") else "first_letter"
+    if extractor == "exact_match":
+        return {
+            "answer": text.strip().split("\n")[0],
+            "correct": scoring.exact_match(text, row.get("answers", [])),
+        }
+    if extractor == "edit_distance":
         letter: str | None = scoring.edit_distance_choice(text, labels, row["options"])
-    elif gen.extractor == "first_letter":
+    elif extractor == "first_letter":
         letter = scoring.first_letter(text, labels)
     else:
-        raise UserError(f"dataset.gen.extractor must be first_letter or edit_distance, not '{gen.extractor}'")
+        raise UserError(
+            "dataset.gen.extractor must be first_letter, edit_distance, exact_match or auto, "
+            f"not '{gen.extractor}'"
+        )
     pred = labels.index(letter) if letter is not None else -1
     return {"answer": letter, "pred": pred, "correct": pred == row["gold"]}
 
 
-def metrics_for(judged: list[dict[str, Any]], dataset: Any) -> dict[str, float]:
-    if dataset.mode == "ppl" and dataset.ppl.convention == "lmeval":
-        return {
-            **accuracy_metrics("acc", [j["correct"] for j in judged]),
-            **accuracy_metrics("acc_norm", [j["correct_norm"] for j in judged]),
-        }
-    return accuracy_metrics("accuracy", [j["correct"] for j in judged])
+def default_metrics(dataset: Any, task: str = "multiple_choice") -> list[str]:
+    if dataset.mode != "ppl":
+        return ["accuracy"]
+    ppl = dataset.ppl
+    if ppl.metrics:
+        return list(ppl.metrics)
+    if task == "loglikelihood":
+        return ["acc", "perplexity"]
+    return ["accuracy"] if ppl.convention == "opencompass" else ["acc", "acc_norm"]
+
+
+def metrics_for(judged: list[dict[str, Any]], dataset: Any, task: str = "multiple_choice") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in default_metrics(dataset, task):
+        if name in ("accuracy", "acc"):
+            out.update(accuracy_metrics(name, [j["correct"] for j in judged]))
+        elif name == "acc_norm":
+            out.update(accuracy_metrics(name, [j["correct_norm"] for j in judged]))
+        elif name == "perplexity":
+            out["perplexity"] = perplexity([j["logprob"] for j in judged])
+        else:
+            raise UserError(f"unknown metric '{name}' (dataset.ppl.metrics: acc, acc_norm, perplexity)")
+    return out
+
+
+def grouped_metrics(
+    rows: list[dict[str, Any]], judged: list[dict[str, Any]], dataset: Any, task: str
+) -> dict[str, float]:
+    """Each metric again per group (MMLU: per subject), as '<metric>/<group>'."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row, j in zip(rows, judged, strict=True):
+        groups.setdefault(str(row["group"]), []).append(j)
+    return {
+        f"{name}/{group}": value
+        for group in sorted(groups)
+        for name, value in metrics_for(groups[group], dataset, task).items()
+        if not name.endswith("_stderr")
+    }
 
 
 def run_eval(cfg: Any, files: JobFiles) -> dict[str, Any]:
@@ -68,15 +120,19 @@ def run_eval(cfg: Any, files: JobFiles) -> dict[str, Any]:
             f"{files.predictions} was made with {meta['dataset']} version {meta['version']}, but the config now "
             f"gives version {prompts.version(dataset)}: rerun mode=infer"
         )
+    task = ppl_task(dataset.ppl, rows) if dataset.mode == "ppl" else "generate"
     if dataset.mode == "ppl":
-        judged = [judge_ppl(r, dataset.ppl.convention) for r in rows]
+        judged = [judge_ppl(r, dataset.ppl, task) for r in rows]
     else:
         judged = [judge_gen(r, dataset.gen, list(dataset.labels)) for r in rows]
     write_jsonl(files.predictions, [{**r, **j} for r, j in zip(rows, judged, strict=True)])
     results = {
         **{k: meta[k] for k in ("model", "dataset", "version", "mode", "n", "data_source", "fingerprints")},
         "convention": dataset.ppl.convention if dataset.mode == "ppl" else dataset.gen.extractor,
-        "metrics": metrics_for(judged, dataset),
+        "metrics": {
+            **metrics_for(judged, dataset, task),
+            **(grouped_metrics(rows, judged, dataset, task) if dataset.group_metrics_by else {}),
+        },
         "timings": {**meta["timings"], "eval_s": time.perf_counter() - t0},
         "throughput": meta["throughput"],
     }

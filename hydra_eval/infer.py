@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hydra_eval import cache, prompts
+from hydra_eval import cache, fewshot, prompts
 from hydra_eval.data.loader import LoadedData, load_samples
 from hydra_eval.errors import UserError
 from hydra_eval.outputs import JobFiles, write_json, write_jsonl
@@ -21,43 +21,46 @@ from hydra_eval.requests import lmeval_request, opencompass_request
 log = logging.getLogger(__name__)
 
 
-def _ppl_rows(lm: Any, ppl: Any, samples: list[Sample]) -> list[dict[str, Any]]:
-    encode = lm.encode
-    tok = lm.tokenizer
-    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    groups, texts = [], []
-    for sample in samples:
-        pairs = prompts.ppl_candidates(ppl, sample)
-        texts.append([c + x for c, x in pairs])
+def _ppl_rows(lm: Any, dataset: Any, samples: list[Sample], prefixes: list[str]) -> list[dict[str, Any]]:
+    ppl, encode, tok = dataset.ppl, lm.encode, lm.tokenizer
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    groups, pairs_of = [], []
+    for sample, prefix in zip(samples, prefixes, strict=True):
+        pairs = prompts.ppl_candidates(ppl, sample, prefix)
+        pairs_of.append(pairs)
         if ppl.convention == "opencompass":
             groups.append([opencompass_request(c, x, encode) for c, x in pairs])
         else:
-            groups.append([lmeval_request(c, x, encode, prefix) for c, x in pairs])
+            groups.append([lmeval_request(c, x, encode, bos) for c, x in pairs])
     scored = lm.score_groups(groups)
     rows = []
-    for sample, sample_texts, group, results in zip(samples, texts, groups, scored, strict=True):
+    for sample, pairs, group, results in zip(samples, pairs_of, groups, scored, strict=True):
         candidates = [
             {"logprob": res.logprob, "n_tokens": len(req.tokens), "n_scored": res.n_scored, "greedy": res.greedy}
             for req, res in zip(group, results, strict=True)
         ]
-        rows.append(
-            {
-                "id": sample.id,
-                "gold": sample.gold,
-                "prompts": sample_texts,
-                "choices": prompts.choice_texts(ppl, sample),
-                "candidates": candidates,
-            }
-        )
+        row: dict[str, Any] = {"id": sample.id, "gold": sample.gold}
+        if len({c for c, _ in pairs}) == 1 and len(pairs) > 1:  # one shared context, stored once
+            row.update(context=pairs[0][0], continuations=[x for _, x in pairs])
+        else:
+            row["prompts"] = [c + x for c, x in pairs]
+        row.update(choices=prompts.choice_texts(ppl, sample), candidates=candidates)
+        if dataset.group_metrics_by:
+            row["group"] = sample.fields[dataset.group_metrics_by]
+        rows.append(row)
     return rows
 
 
-def _gen_rows(lm: Any, gen: Any, model_cfg: Any, samples: list[Sample]) -> list[dict[str, Any]]:
-    texts = [prompts.gen_prompt(gen, s) for s in samples]
+def _gen_rows(
+    lm: Any, dataset: Any, model_cfg: Any, samples: list[Sample], prefixes: list[str]
+) -> list[dict[str, Any]]:
+    gen = dataset.gen
+    texts = [p + prompts.gen_prompt(gen, s) for s, p in zip(samples, prefixes, strict=True)]
     max_new = gen.max_out_len or model_cfg.max_out_len
     generations = lm.generate(texts, max_new, list(gen.stop), chat=model_cfg.chat_template)
-    return [
-        {
+    rows = []
+    for s, p, g in zip(samples, texts, generations, strict=True):
+        row = {
             "id": s.id,
             "gold": s.gold,
             "prompt": p,
@@ -66,14 +69,23 @@ def _gen_rows(lm: Any, gen: Any, model_cfg: Any, samples: list[Sample]) -> list[
             "n_new_tokens": g.n_new_tokens,
             "options": [s.fields[f] for f in gen.option_fields],
         }
-        for s, p, g in zip(samples, texts, generations, strict=True)
+        if gen.answers_field:
+            row["answers"] = list(s.fields[gen.answers_field])
+        if dataset.group_metrics_by:
+            row["group"] = s.fields[dataset.group_metrics_by]
+        rows.append(row)
+    return rows
+
+
+def _compute(cfg: Any, lm: Any, data: LoadedData, samples: list[Sample]) -> list[dict[str, Any]]:
+    dataset = cfg.dataset
+    prefixes = [
+        prompts.prefix(dataset, s, fewshot.select(dataset.fewshot, s, data.fewshot, data.fewshot_same_split))
+        for s in samples
     ]
-
-
-def _compute(cfg: Any, lm: Any, samples: list[Sample]) -> list[dict[str, Any]]:
-    if cfg.dataset.mode == "ppl":
-        return _ppl_rows(lm, cfg.dataset.ppl, samples)
-    return _gen_rows(lm, cfg.dataset.gen, cfg.model, samples)
+    if dataset.mode == "ppl":
+        return _ppl_rows(lm, dataset, samples, prefixes)
+    return _gen_rows(lm, dataset, cfg.model, samples, prefixes)
 
 
 def _load_lm(cfg: Any) -> tuple[Any, float]:
@@ -161,7 +173,8 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
         for _, block in itertools.groupby(todo, key=lambda t: t[0] // step):
             chunk = list(block)
             rows = [
-                {"idx": i, **r} for (i, _), r in zip(chunk, _compute(cfg, lm, [s for _, s in chunk]), strict=True)
+                {"idx": i, **r}
+                for (i, _), r in zip(chunk, _compute(cfg, lm, data, [s for _, s in chunk]), strict=True)
             ]
             store.append(rows)  # saved before the next batch starts: a kill loses at most this batch
             done.update((r["idx"], r) for r in rows)

@@ -23,3 +23,8 @@ def accuracy_metrics(name: str, correct: Sequence[bool]) -> dict[str, float]:
     """Accuracy in percent (x100, as OpenCompass and the summary table show it) with its stderr."""
     values = [1.0 if c else 0.0 for c in correct]
     return {name: 100 * mean(values), f"{name}_stderr": 100 * stderr(values)}
+
+
+def perplexity(logprobs: Sequence[float]) -> float:
+    """lm-eval's perplexity aggregation: exp(-mean log-likelihood per document)."""
+    return math.exp(-mean(logprobs))

@@ -23,6 +23,8 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
     if cfg.mode.sync:
         _sync(cfg)
         return None
+    if cfg.suite is not None:
+        raise UserError(f"suite={cfg.suite.name} runs one job per dataset: add -m (hydra-eval -m suite=...)")
     if cfg.dry_run:
         from hydra_eval.plan import PlannedJob, describe
 

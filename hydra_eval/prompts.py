@@ -15,26 +15,64 @@ def render(template: str, sample: Sample) -> str:
     return template.format(**sample.fields)
 
 
-def ppl_candidates(ppl: Any, sample: Sample) -> list[tuple[str, str]]:
-    """(context, continuation) per choice; the full text is their concatenation."""
-    context = render(ppl.context, sample)
-    return [(context, ppl.target_delimiter + render(choice, sample)) for choice in ppl.choices]
+def ppl_candidates(ppl: Any, sample: Sample, prefix: str = "") -> list[tuple[str, str]]:
+    """(context, continuation) per candidate; the full text is their concatenation. `prefix` (description
+    and few-shot examples) goes before every context."""
+    if ppl.contexts_field:  # partial scoring: the candidates are contexts, the continuation is shared
+        continuation = ppl.target_delimiter + render(ppl.context, sample)
+        return [(prefix + c, continuation) for c in sample.fields[ppl.contexts_field]]
+    context = prefix + render(ppl.context, sample)
+    return [(context, ppl.target_delimiter + choice) for choice in choice_texts(ppl, sample)]
 
 
 def choice_texts(ppl: Any, sample: Sample) -> list[str]:
     """The bare choices (no delimiter): lm-eval's acc_norm divides by their length in characters."""
+    if ppl.contexts_field:
+        return list(sample.fields[ppl.contexts_field])
+    if ppl.choices_field:
+        return [str(c) for c in sample.fields[ppl.choices_field]]
     return [render(choice, sample) for choice in ppl.choices]
+
+
+def shot_text(dataset: Any, shot: Sample) -> str:
+    """One solved example, as lm-eval renders it: the question's context, the delimiter, the gold answer."""
+    if dataset.mode == "gen":
+        return render(dataset.gen.template, shot) + render(dataset.gen.shot_answer, shot)
+    ppl = dataset.ppl
+    context, continuation = ppl_candidates(ppl, shot)[shot.gold]
+    return context + continuation
+
+
+def prefix(dataset: Any, sample: Sample, shots: list[Sample]) -> str:
+    """Description, then the examples, each followed by the few-shot delimiter."""
+    head = render(dataset.description, sample) if dataset.description else ""
+    delimiter = dataset.fewshot.delimiter
+    return head + "".join(shot_text(dataset, s) + delimiter for s in shots)
 
 
 def gen_prompt(gen: Any, sample: Sample) -> str:
     return render(gen.template, sample)
 
 
+# Settings added after the first datasets shipped: left out of the hash while at their defaults, so the
+# versions of those datasets did not change.
+_DEFAULTS = {"choices_field": None, "contexts_field": None, "task": "multiple_choice", "metrics": None}
+
+
 def inference_settings(dataset: Any) -> dict[str, Any]:
     """What decides a dataset's prompts and how they are scored: the input of its version hash."""
     settings: dict[str, Any] = {"mode": dataset.mode}
     section = dataset.ppl if dataset.mode == "ppl" else dataset.gen
-    settings[dataset.mode] = OmegaConf.to_container(section, resolve=True) if section is not None else None
+    body = OmegaConf.to_container(section, resolve=True) if section is not None else None
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
+        if dataset.mode == "gen":
+            body = {k: v for k, v in body.items() if not (k in ("shot_answer", "answers_field") and not v)}
+    settings[dataset.mode] = body
+    if dataset.description:
+        settings["description"] = dataset.description
+    if dataset.fewshot.k:
+        settings["fewshot"] = OmegaConf.to_container(dataset.fewshot, resolve=True)
     return settings
 
 

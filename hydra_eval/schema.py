@@ -48,7 +48,27 @@ class PplConfig:
     convention: str = "opencompass"
     context: str = MISSING
     target_delimiter: str = " "
-    choices: list[str] = MISSING
+    # The candidates, one of:
+    choices: list[str] = field(default_factory=list)  # templates, one per candidate
+    choices_field: str | None = None  # a list field of the sample: its items are the candidates (ARC: 3-5)
+    contexts_field: str | None = None  # partial scoring (winogrande): one context per candidate, and the
+    #   rendered `context` is the continuation they share, the only part scored
+    # multiple_choice: the best-scoring candidate is the answer; loglikelihood: one continuation (lambada),
+    # acc = it is the greedy continuation, perplexity = exp(-mean log-likelihood)
+    task: str = "multiple_choice"
+    metrics: list[str] | None = None  # which of acc, acc_norm, perplexity to report (null: the task's default)
+
+
+@dataclass
+class FewshotConfig:
+    k: int = 0  # examples put before each question (0: zero-shot)
+    files: dict[str, str] = field(default_factory=dict)  # the split they come from (read like `files`);
+    #   empty: the evaluated split itself, never the question itself
+    split: str | None = None  # the hub split they come from, when the data comes from the hub
+    sampler: str = "first_n"  # first_n (lm-eval's for MMLU's dev split) | random (seeded per question)
+    seed: int = 1234
+    group_by: str | None = None  # a field the examples share with the question (MMLU: subject)
+    delimiter: str = "\n\n"  # between examples, and before the question
 
 
 @dataclass
@@ -56,9 +76,13 @@ class GenConfig:
     template: str = MISSING
     stop: list[str] = field(default_factory=list)
     max_out_len: int | None = None  # null = the model's max_out_len
-    # first_letter: first option letter found in the output; edit_distance: OpenCompass's EDAccEvaluator.
+    # first_letter: first option letter found in the output; edit_distance: OpenCompass's EDAccEvaluator;
+    # exact_match: the output's first line, normalised, equals an accepted answer; auto: exact_match for rows
+    # with accepted answers, first_letter for the others.
     extractor: str = "first_letter"
     option_fields: list[str] = field(default_factory=list)  # fields holding option texts (edit distance)
+    shot_answer: str = ""  # a few-shot example = template + this (e.g. " {answer}")
+    answers_field: str | None = None  # a list field of accepted answers (extractor exact_match)
 
 
 @dataclass
@@ -69,11 +93,16 @@ class DatasetConfig:
     files: dict[str, str] = field(default_factory=dict)
     read_local: str = MISSING  # dotted path: (dir, files) -> list of raw rows
     record_to_sample: str = MISSING  # dotted path: (row, index) -> Sample
+    path: str | None = None  # one file of rows instead of local_dir/files (your own copy, or dataset=custom)
+    fewshot_path: str | None = None  # one file of few-shot examples instead of fewshot.files
     hf_path: str | None = None
     hf_name: str | None = None
     split: str = "validation"
     limit: int | None = None  # first N rows only
     labels: list[str] = field(default_factory=list)  # option letters for gen-mode multiple choice
+    description: str | None = None  # template put before everything (lm-eval's task description)
+    fewshot: FewshotConfig = field(default_factory=FewshotConfig)
+    group_metrics_by: str | None = None  # also report each metric per value of this field (MMLU: subject)
     ppl: PplConfig | None = None
     gen: GenConfig | None = None
 
@@ -136,6 +165,7 @@ class Config:
     checkpoint_every: int = 256  # samples per saved batch of predictions (a killed job resumes from there)
     resume: bool = True  # take rows computed before under the same content key (paths.cache_dir)
     reuse: str | None = None  # an earlier run/sweep folder (or "latest") whose matching predictions are reused
+    suite: Any = None  # suite=<name> (conf/suite/): a named list of datasets that a sweep expands
 
 
 def register_configs() -> None:

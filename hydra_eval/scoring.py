@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 
 
@@ -50,3 +51,18 @@ def edit_distance_choice(text: str, labels: Sequence[str], options: Sequence[str
         if best_distance is None or distance < best_distance:
             best, best_distance = label, distance
     return best
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD/TriviaQA normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(text: str, answers: Sequence[str]) -> bool:
+    """The output's first non-empty line, normalised, equals one of the accepted answers, normalised."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    got = normalize_answer(lines[0]) if lines else ""
+    return bool(got) and any(got == normalize_answer(a) for a in answers)

@@ -102,7 +102,7 @@ def _dataset_input(results: dict[str, Any], table: Any) -> Any:
     from mlflow.entities import DatasetInput, InputTag
 
     digest = hashlib.sha256(json.dumps(results["fingerprints"]["data"], sort_keys=True).encode()).hexdigest()
-    columns = [c for c in ("id", "gold", "prompt", "prompts") if c in table.columns]
+    columns = [c for c in ("id", "gold", "prompt", "prompts", "context") if c in table.columns]
     dataset = from_pandas(
         table[columns], source=results["data_source"], name=results["dataset"], targets="gold", digest=digest[:16]
     )

@@ -250,3 +250,29 @@ def test_local_pool_pins_each_job_to_its_own_gpus(tmp_path):
     assert {j["cuda_visible_devices"] for j in jobs} <= {"0,1", "2,3"}
     assert len({j["cuda_visible_devices"] for j in jobs}) == 2
     assert len(results_by_pair(sweep)) == 1 and len(list(sweep.rglob("results/*/*.json"))) == 3
+
+
+def test_a_suite_expands_to_its_datasets(tmp_path):
+    proc = hydra_eval("-m", "suite=commonsense", "model=tiny_llama,tiny_llama_b", "dry_run=true", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("dry run: 14 job(s) for 14 model x dataset pair(s)")
+    datasets = [line.split()[2] for line in lines[2:]]
+    assert datasets[:7] == ["piqa", "siqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq"]
+    glob = hydra_eval("-m", "dataset=glob(arc_*)", "model=tiny_llama", "dry_run=true", tmp=tmp_path)
+    assert [line.split()[2] for line in glob.stdout.splitlines()[2:]] == ["arc_challenge", "arc_easy"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["suite=commonsense"], "add -m"),
+        (["-m", "suite=nosuch"], "Could not find 'suite/nosuch'"),
+        (["-m", "suite=commonsense,nosuch"], "unknown suite 'nosuch'"),
+        (["-m", "suite=commonsense", "dataset=piqa"], "either suite=... or dataset="),
+    ],
+)
+def test_suite_mistakes_are_one_line(tmp_path, args, needle):
+    proc = hydra_eval(*args, "model=tiny_llama", tmp=tmp_path)
+    assert proc.returncode == 1
+    assert needle in proc.stderr and "Traceback" not in proc.stderr

@@ -59,3 +59,8 @@ def read_rows_with_labels(directory: Path, files: dict[str, str]) -> list[dict[s
     rows = read_jsonl(rows_path)
     attach_labels(rows, read_labels(labels_path), rows_path, labels_path)
     return rows
+
+
+def read_rows(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
+    """One JSON-lines file of rows (files['rows'])."""
+    return read_jsonl(directory / files["rows"])

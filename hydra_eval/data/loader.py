@@ -7,7 +7,7 @@ import hashlib
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ class LoadedData:
     samples: list[Sample]
     source: str  # local directory or hub id
     fingerprint: dict[str, str]  # file name -> sha256, or hub id -> datasets fingerprint
+    fewshot: list[Sample] = field(default_factory=list)  # the pool few-shot examples come from
+    fewshot_same_split: bool = True  # the pool is the evaluated split (a question never shows itself)
 
 
 def import_object(dotted: str) -> Any:
@@ -31,6 +33,12 @@ def import_object(dotted: str) -> Any:
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 of a file; of a folder, sha256 over its files' names and sha256s (MMLU's per-subject CSVs)."""
+    if path.is_dir():
+        h = hashlib.sha256()
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            h.update(f"{p.relative_to(path)}\0{sha256_file(p)}\n".encode())
+        return h.hexdigest()
     stat = path.stat()
     return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
@@ -58,41 +66,59 @@ def _hub_reachable() -> None:
         raise ConnectionError(f"cannot resolve {host} ({e.strerror})") from None
 
 
-def _read_hub(cfg: Any) -> list[dict[str, Any]]:
+def _read_hub(cfg: Any, split: str) -> list[dict[str, Any]]:
     """datasets.load_dataset on a hub id (or on a local folder in the hub's layout, as tests do)."""
     import datasets
 
     if not Path(cfg.hf_path).exists():
         _hub_reachable()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
-    ds = datasets.load_dataset(cfg.hf_path, cfg.hf_name, split=cfg.split)
+    ds = datasets.load_dataset(cfg.hf_path, cfg.hf_name, split=split)
     return [dict(row) for row in ds]
 
 
-def load_samples(cfg: Any) -> LoadedData:
-    """Read the dataset named by a dataset config, apply ``limit``, and fingerprint its source."""
+def _exists(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+def _read(cfg: Any, files: dict[str, str], split: str | None) -> tuple[list[dict[str, Any]], str, dict[str, str]]:
+    """Rows of one split: from the local files when all are there, else from the hub."""
     directory = Path(cfg.local_dir)
-    paths = [directory / name for name in cfg.files.values()]
-    if paths and all(p.is_file() for p in paths):
+    paths = [directory / name for name in files.values()]
+    if paths and all(_exists(p) for p in paths):
         read_local: Callable[..., list[dict[str, Any]]] = import_object(cfg.read_local)
-        rows = read_local(directory, dict(cfg.files))
-        source = str(directory)
-        fingerprint = {p.name: sha256_file(p) for p in paths}
-    elif cfg.hf_path:
+        rows = read_local(directory, dict(files))
+        return rows, str(directory), {p.name: sha256_file(p) for p in paths}
+    if cfg.hf_path and split:
         try:
-            rows = _read_hub(cfg)
+            rows = _read_hub(cfg, split)
         except Exception as e:  # offline, unknown repo, missing split: all end the same way for a user
             raise UserError(
                 f"no data for dataset '{cfg.name}': no files {[p.name for p in paths]} in {directory} "
                 f"(set paths.data_dir=...), and the HF hub '{cfg.hf_path}' failed: "
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             ) from None
-        source = f"hf://{cfg.hf_path}" + (f"/{cfg.hf_name}" if cfg.hf_name else "") + f"@{cfg.split}"
-        fingerprint = {source: hashlib.sha256(repr(rows).encode()).hexdigest()}
-    else:
-        raise UserError(f"no data for dataset '{cfg.name}': no files {[p.name for p in paths]} in {directory}")
+        source = f"hf://{cfg.hf_path}" + (f"/{cfg.hf_name}" if cfg.hf_name else "") + f"@{split}"
+        return rows, source, {source: hashlib.sha256(repr(rows).encode()).hexdigest()}
+    raise UserError(f"no data for dataset '{cfg.name}': no files {[p.name for p in paths]} in {directory}")
+
+
+def load_samples(cfg: Any) -> LoadedData:
+    """Read the dataset named by a dataset config (and its few-shot pool), apply ``limit``, fingerprint."""
+    if not cfg.path and not cfg.files:
+        raise UserError(f"dataset '{cfg.name}' needs a file: dataset.path=<rows.jsonl or .csv>")
+    files = {"rows": cfg.path} if cfg.path else dict(cfg.files)
+    rows, source, fingerprint = _read(cfg, files, cfg.split)
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     to_sample: Callable[[dict[str, Any], int], Sample] = import_object(cfg.record_to_sample)
     samples = [to_sample(row, i) for i, row in enumerate(rows)]
-    return LoadedData(samples=samples, source=source, fingerprint=fingerprint)
+    fewshot = cfg.fewshot
+    if not fewshot.k:
+        return LoadedData(samples=samples, source=source, fingerprint=fingerprint)
+    shot_files = {"rows": cfg.fewshot_path} if cfg.fewshot_path else dict(fewshot.files)
+    if not shot_files and not fewshot.split:
+        return LoadedData(samples, source, fingerprint, fewshot=samples, fewshot_same_split=True)
+    shot_rows, _, shot_fingerprint = _read(cfg, shot_files, fewshot.split)
+    pool = [to_sample(row, i) for i, row in enumerate(shot_rows)]
+    return LoadedData(samples, source, {**fingerprint, **shot_fingerprint}, fewshot=pool, fewshot_same_split=False)

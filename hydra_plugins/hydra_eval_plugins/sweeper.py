@@ -82,7 +82,8 @@ class EvalSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.hydra_context is not None and self.config is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        parsed = parser.parse_overrides([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
+        arguments = self._expand_suites([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
+        parsed = parser.parse_overrides(arguments)
         combos = BasicSweeper.split_arguments(parsed, None)[0]
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,24 @@ class EvalSweeper(Sweeper):
         failed += self._merge_shards(plan, final, sweep_dir)
         write_json(sweep_dir / FAILED_FILE, failed)
         return [[ret for ret, _ in final.values()]]
+
+    def _expand_suites(self, arguments: list[str]) -> list[str]:
+        """suite=a[,b] -> dataset=<their datasets> (conf/suite/<name>.yaml lists them)."""
+        suites = [a for a in arguments if a.split("=", 1)[0] == "suite"]
+        if not suites:
+            return arguments
+        if any(a.split("=", 1)[0] == "dataset" for a in arguments):
+            log.error("give either suite=... or dataset=..., not both")
+            sys.exit(1)
+        datasets: list[str] = []
+        for name in suites[-1].split("=", 1)[1].split(","):
+            try:
+                cfg = self._compose([f"suite={name.strip()}"])
+            except Exception as e:
+                log.error("unknown suite '%s': %s", name, (str(e).splitlines() or [""])[0])
+                sys.exit(1)
+            datasets += [d for d in cfg.suite.datasets if d not in datasets]
+        return [*(a for a in arguments if a not in suites), "dataset=" + ",".join(datasets)]
 
     def _launch(self, plan: list[PlannedJob], retry: int) -> dict[int, tuple[JobReturn, int]]:
         """Launch every job, then relaunch the failed ones (new job numbers, same overrides) up to `retry`

@@ -1,0 +1,104 @@
+"""dataset=custom: your own multiple-choice or QA file, end to end on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hydra_eval.data.loader import load_samples
+from hydra_eval.errors import UserError
+from hydra_eval.outputs import read_jsonl
+from hydra_eval.pipeline import run
+
+MC = [
+    {"question": "Which is a fruit?", "choices": ["apple", "stone", "chair"], "answer": 0},
+    {"question": "Sky colour?", "choices": ["green", "blue"], "answer": "B"},
+    {"question": "2+2?", "choices": ["3", "4", "5"], "answer": "4"},
+    {"question": "Opposite of hot?", "choices": ["cold", "warm"], "answer": "A"},
+]
+QA = [
+    {"question": "Capital of France?", "answer": "Paris"},
+    {"question": "Largest planet?", "answer": ["Jupiter", "planet Jupiter"]},
+    {"question": "H2O is?", "answer": "water"},
+]
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["ppl", "gen"])
+def test_custom_multiple_choice_end_to_end(compose_cfg, tmp_path, mode):
+    path = write(tmp_path / "mc.jsonl", MC)
+    results = run(
+        compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}", f"dataset.mode={mode}")
+    )
+    assert results is not None and results["n"] == 4
+    expected = {"acc", "acc_norm"} if mode == "ppl" else {"accuracy"}
+    assert {k for k in results["metrics"] if not k.endswith("_stderr")} == expected
+    rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
+    assert [r["gold"] for r in rows] == [0, 1, 1, 0]
+    if mode == "gen":
+        assert rows[0]["prompt"] == "Question: Which is a fruit?\nA. apple\nB. stone\nC. chair\nAnswer:"
+
+
+@pytest.mark.parametrize("mode", ["ppl", "gen"])
+def test_custom_qa_end_to_end(compose_cfg, tmp_path, mode):
+    path = write(tmp_path / "qa.jsonl", QA)
+    results = run(
+        compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}", f"dataset.mode={mode}")
+    )
+    assert results is not None and results["n"] == 3
+    expected = {"acc", "perplexity"} if mode == "ppl" else {"accuracy"}
+    assert {k for k in results["metrics"] if not k.endswith("_stderr")} == expected
+    if mode == "gen":
+        rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
+        assert rows[1]["answers"] == ["Jupiter", "planet Jupiter"]
+
+
+def test_custom_csv_and_fewshot_file(compose_cfg, tmp_path):
+    csv_path = tmp_path / "mc.csv"
+    csv_path.write_text(
+        'question,A,B,C,answer\nWhich is a fruit?,apple,stone,chair,A\n"Sky, colour?",green,blue,,B\n'
+    )
+    shots = write(tmp_path / "shots.jsonl", MC)
+    cfg = compose_cfg(
+        "model=tiny_llama",
+        "dataset=custom",
+        f"dataset.path={csv_path}",
+        f"dataset.fewshot_path={shots}",
+        "dataset.fewshot.k=2",
+        "dataset.mode=gen",
+    )
+    data = load_samples(cfg.dataset)
+    assert [s.fields["choices"] for s in data.samples] == [["apple", "stone", "chair"], ["green", "blue"]]
+    assert not data.fewshot_same_split and len(data.fewshot) == 4
+    results = run(cfg)
+    assert results is not None and results["n"] == 2
+    rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
+    assert rows[0]["prompt"].count("Answer:") == 3  # two solved examples, then the question
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('{"question": "q", "choices": ["a"], "answer": 0}', "choices must be a list of at least 2"),
+        ('{"question": "q", "choices": ["a", "b"], "answer": "C"}', "answer 'C' is not an index"),
+        ('{"question": "", "answer": "x"}', "needs a non-empty question and answer"),
+        ("{oops", "not valid JSON"),
+    ],
+)
+def test_malformed_custom_rows_name_file_and_line(compose_cfg, tmp_path, line, needle):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(MC[0]) + "\n\n" + line + "\n")
+    cfg = compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}")
+    with pytest.raises(UserError, match=f"bad.jsonl:3: .*{needle}"):
+        run(cfg)
+    assert not (tmp_path / "out" / "results").exists() and not (tmp_path / "out" / "predictions").exists()
+
+
+def test_custom_without_a_path_is_one_clear_error(compose_cfg):
+    with pytest.raises(UserError, match=r"needs a file: dataset.path="):
+        load_samples(compose_cfg("dataset=custom").dataset)
