@@ -25,7 +25,17 @@ from hydra_eval.outputs import read_json, read_jsonl, write_json
 log = logging.getLogger(__name__)
 
 # Model settings that change what the model outputs (batch sizes and token budgets do not: tested to 1e-5).
-MODEL_SETTINGS = ("kind", "path", "tokenizer_path", "revision", "dtype", "device", "max_seq_len", "chat_template")
+MODEL_SETTINGS = (
+    "kind",
+    "path",
+    "tokenizer_path",
+    "revision",
+    "dtype",
+    "device",
+    "max_seq_len",
+    "chat_template",
+    "seed",
+)
 
 
 def identity(cfg: Any, data_fingerprint: dict[str, str], model_fingerprint: dict[str, str]) -> dict[str, Any]:

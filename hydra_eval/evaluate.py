@@ -50,6 +50,14 @@ def judge_gen(row: dict[str, Any], gen: Any, labels: list[str]) -> dict[str, Any
     extractor = gen.extractor
     if extractor == "auto":
         extractor = "exact_match" if row.get("answers") else "first_letter"
+    if extractor == "gsm8k":
+        strict, flexible = scoring.gsm8k_answers(text)
+        answer = row["answers"][0]
+        return {
+            "answer": flexible,
+            "correct": scoring.gsm8k_match(flexible, answer),
+            "correct_strict": scoring.gsm8k_match(strict, answer),
+        }
     if extractor == "exact_match":
         return {
             "answer": text.strip().split("\n")[0],
@@ -61,7 +69,7 @@ def judge_gen(row: dict[str, Any], gen: Any, labels: list[str]) -> dict[str, Any
         letter = scoring.first_letter(text, labels)
     else:
         raise UserError(
-            "dataset.gen.extractor must be first_letter, edit_distance, exact_match or auto, "
+            "dataset.gen.extractor must be first_letter, edit_distance, exact_match, gsm8k or auto, "
             f"not '{gen.extractor}'"
         )
     pred = labels.index(letter) if letter is not None else -1
@@ -70,7 +78,7 @@ def judge_gen(row: dict[str, Any], gen: Any, labels: list[str]) -> dict[str, Any
 
 def default_metrics(dataset: Any, task: str = "multiple_choice") -> list[str]:
     if dataset.mode != "ppl":
-        return ["accuracy"]
+        return ["accuracy", "accuracy_strict"] if dataset.gen.extractor == "gsm8k" else ["accuracy"]
     ppl = dataset.ppl
     if ppl.metrics:
         return list(ppl.metrics)
@@ -80,10 +88,16 @@ def default_metrics(dataset: Any, task: str = "multiple_choice") -> list[str]:
 
 
 def metrics_for(judged: list[dict[str, Any]], dataset: Any, task: str = "multiple_choice") -> dict[str, float]:
+    if dataset.mode == "gen" and dataset.gen.extractor == "execute":
+        from hydra_eval import execution
+
+        return execution.metrics(judged, dataset)
     out: dict[str, float] = {}
     for name in default_metrics(dataset, task):
         if name in ("accuracy", "acc"):
             out.update(accuracy_metrics(name, [j["correct"] for j in judged]))
+        elif name == "accuracy_strict":
+            out.update(accuracy_metrics(name, [j["correct_strict"] for j in judged]))
         elif name == "acc_norm":
             out.update(accuracy_metrics(name, [j["correct_norm"] for j in judged]))
         elif name == "perplexity":
@@ -123,6 +137,10 @@ def run_eval(cfg: Any, files: JobFiles) -> dict[str, Any]:
     task = ppl_task(dataset.ppl, rows) if dataset.mode == "ppl" else "generate"
     if dataset.mode == "ppl":
         judged = [judge_ppl(r, dataset.ppl, task) for r in rows]
+    elif dataset.gen.extractor == "execute":
+        from hydra_eval import execution
+
+        judged = execution.judge_rows(rows, dataset)
     else:
         judged = [judge_gen(r, dataset.gen, list(dataset.labels)) for r in rows]
     write_jsonl(files.predictions, [{**r, **j} for r, j in zip(rows, judged, strict=True)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +58,35 @@ def _gen_rows(
     gen = dataset.gen
     texts = [p + prompts.gen_prompt(gen, s) for s, p in zip(samples, prefixes, strict=True)]
     max_new = gen.max_out_len or model_cfg.max_out_len
-    generations = lm.generate(texts, max_new, list(gen.stop), chat=model_cfg.chat_template)
+    chat = model_cfg.chat_template if gen.chat_template is None else gen.chat_template
+    n = max(1, gen.num_samples)
+    if n == 1:
+        generations = [[g] for g in lm.generate(texts, max_new, list(gen.stop), chat=chat)]
+    else:  # n samples per row, each seeded by (row, sample number)
+        seeds = [zlib.crc32(f"{model_cfg.seed}:{s.id}:{j}".encode()) for s in samples for j in range(n)]
+        flat = lm.generate(
+            [t for t in texts for _ in range(n)],
+            max_new,
+            list(gen.stop),
+            chat=chat,
+            temperature=gen.temperature,
+            seeds=seeds,
+        )
+        generations = [flat[i * n : (i + 1) * n] for i in range(len(texts))]
     rows = []
-    for s, p, g in zip(samples, texts, generations, strict=True):
-        row = {
-            "id": s.id,
-            "gold": s.gold,
-            "prompt": p,
-            "generation": g.text,
-            "n_prompt_tokens": g.n_prompt_tokens,
-            "n_new_tokens": g.n_new_tokens,
-            "options": [s.fields[f] for f in gen.option_fields],
-        }
+    for s, p, gs in zip(samples, texts, generations, strict=True):
+        row: dict[str, Any] = {"id": s.id, "gold": s.gold, "prompt": p, "generation": gs[0].text}
+        if n > 1:
+            row["generations"] = [g.text for g in gs]
+        row.update(
+            n_prompt_tokens=gs[0].n_prompt_tokens,
+            n_new_tokens=sum(g.n_new_tokens for g in gs),
+            options=[s.fields[f] for f in gen.option_fields],
+        )
         if gen.answers_field:
             row["answers"] = list(s.fields[gen.answers_field])
+        if gen.keep_fields:
+            row["fields"] = {f: s.fields[f] for f in gen.keep_fields}
         if dataset.group_metrics_by:
             row["group"] = s.fields[dataset.group_metrics_by]
         rows.append(row)

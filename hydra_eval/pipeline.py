@@ -31,6 +31,10 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
         job = PlannedJob([], cfg.model.name, cfg.dataset.name, cfg.shard.index, cfg.shard.count)
         print(describe([job], "none (single run)"), end="")
         return None
+    if cfg.mode.eval and cfg.dataset.mode == "gen" and cfg.dataset.gen.extractor == "execute":
+        from hydra_eval.execution import check_allowed
+
+        check_allowed(cfg.dataset.execution, cfg.dataset.name)  # before hours of generation, not after
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")

@@ -56,6 +56,15 @@ def gen_prompt(gen: Any, sample: Sample) -> str:
 
 # Settings added after the first datasets shipped: left out of the hash while at their defaults, so the
 # versions of those datasets did not change.
+_GEN_DEFAULTS: dict[str, Any] = {
+    "shot_answer": "",
+    "answers_field": None,
+    "chat_template": None,
+    "keep_fields": [],
+    "num_samples": 1,
+    "temperature": 0.8,
+    "pass_at_k": [1],
+}
 _DEFAULTS = {"choices_field": None, "contexts_field": None, "task": "multiple_choice", "metrics": None}
 
 
@@ -67,7 +76,7 @@ def inference_settings(dataset: Any) -> dict[str, Any]:
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
         if dataset.mode == "gen":
-            body = {k: v for k, v in body.items() if not (k in ("shot_answer", "answers_field") and not v)}
+            body = {k: v for k, v in body.items() if not (k in _GEN_DEFAULTS and v == _GEN_DEFAULTS[k])}
     settings[dataset.mode] = body
     if dataset.description:
         settings["description"] = dataset.description

@@ -83,6 +83,23 @@ class GenConfig:
     option_fields: list[str] = field(default_factory=list)  # fields holding option texts (edit distance)
     shot_answer: str = ""  # a few-shot example = template + this (e.g. " {answer}")
     answers_field: str | None = None  # a list field of accepted answers (extractor exact_match)
+    chat_template: bool | None = None  # null: the model's chat_template setting; false for base-style prompts
+    keep_fields: list[str] = field(default_factory=list)  # sample fields copied into predictions (tests, ...)
+    num_samples: int = 1  # generations per row; > 1 samples at `temperature` (pass@k)
+    temperature: float = 0.8  # used only when num_samples > 1 (one sample is greedy)
+    pass_at_k: list[int] = field(default_factory=lambda: [1])  # extractor execute: the k of pass@k
+
+
+@dataclass
+class ExecutionConfig:
+    """Running model-written code (HumanEval). Off unless allowed; see hydra_eval/sandbox.py."""
+
+    allow: bool = False
+    timeout_s: float = 10.0  # wall clock per program
+    memory_mb: int = 1024  # address space per program
+    max_processes: int = 32  # per program (needs root: an unused uid per program)
+    workers: int = 2  # programs at once
+    require_isolation: bool = True  # refuse to run without bubblewrap (filesystem, network, PID isolation)
 
 
 @dataclass
@@ -102,6 +119,7 @@ class DatasetConfig:
     labels: list[str] = field(default_factory=list)  # option letters for gen-mode multiple choice
     description: str | None = None  # template put before everything (lm-eval's task description)
     fewshot: FewshotConfig = field(default_factory=FewshotConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     group_metrics_by: str | None = None  # also report each metric per value of this field (MMLU: subject)
     ppl: PplConfig | None = None
     gen: GenConfig | None = None

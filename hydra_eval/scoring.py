@@ -66,3 +66,20 @@ def exact_match(text: str, answers: Sequence[str]) -> bool:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     got = normalize_answer(lines[0]) if lines else ""
     return bool(got) and any(got == normalize_answer(a) for a in answers)
+
+
+def _gsm8k_clean(text: str) -> str:
+    """lm-eval gsm8k's regexes_to_ignore: commas, dollar signs, a trailing period; then case-folded."""
+    return re.sub(r"\.$", "", text.replace(",", "").replace("$", "")).strip().lower()
+
+
+def gsm8k_answers(text: str) -> tuple[str | None, str | None]:
+    """(strict, flexible): the number in "The answer is N." and the last number in the output."""
+    strict = re.findall(r"The answer is (\-?[0-9\.\,]+).", text)
+    flexible = re.findall(r"(-?[$0-9.,]{2,})|(-?[0-9]+)", text)
+    last = next((g for g in flexible[-1] if g), None) if flexible else None
+    return (strict[0] if strict else None), last
+
+
+def gsm8k_match(extracted: str | None, answer: str) -> bool:
+    return extracted is not None and _gsm8k_clean(extracted) == _gsm8k_clean(answer)

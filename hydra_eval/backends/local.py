@@ -120,8 +120,12 @@ class LocalLM:
         stop: Sequence[str],
         chat: bool,
         desc: str = "generate",
+        temperature: float = 0.0,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
-        """Greedy generation in length-sorted, left-padded batches; text is cut at the first stop string."""
+        """Generation in length-sorted, left-padded batches; text is cut at the first stop string. Greedy, or
+        with temperature > 0 sampled, each row from its own seed (so a row's sample does not depend on which
+        rows share its batch)."""
         import torch
 
         tok = self.tokenizer
@@ -141,7 +145,13 @@ class LocalLM:
                 chunk = order[start : start + self.batch_size]
                 for i, g in zip(
                     chunk,
-                    self._generate_batch([encoded[i] for i in chunk], max_new_tokens, stop),
+                    self._generate_batch(
+                        [encoded[i] for i in chunk],
+                        max_new_tokens,
+                        stop,
+                        temperature,
+                        [seeds[i] for i in chunk] if seeds is not None else None,
+                    ),
                     strict=True,
                 ):
                     results[i] = g
@@ -156,7 +166,12 @@ class LocalLM:
         return {i for i in ids if i is not None}
 
     def _generate_batch(
-        self, batch: Sequence[list[int]], max_new_tokens: int, stop: Sequence[str]
+        self,
+        batch: Sequence[list[int]],
+        max_new_tokens: int,
+        stop: Sequence[str],
+        temperature: float = 0.0,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """Greedy decoding with a KV cache; a row leaves the batch (and the cache) as soon as it emits an
         end-of-sequence token, reaches max_new_tokens or contains a stop string."""
@@ -181,8 +196,13 @@ class LocalLM:
         new_tokens: list[list[int]] = [[] for _ in batch]
         texts = [""] * len(batch)
         last = position[:, -1]
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             chosen = logits[:, -1].argmax(dim=-1)
+            if temperature > 0:
+                probs = torch.softmax(logits[:, -1].float() / temperature, dim=-1).cpu()
+                for k, row in enumerate(active):
+                    g = torch.Generator().manual_seed((seeds[row] if seeds else row) * 100003 + step)
+                    chosen[k] = int(torch.multinomial(probs[k], 1, generator=g))
             keep = []
             for k, row in enumerate(active):
                 token = int(chosen[k])
