@@ -41,8 +41,9 @@ def naive_greedy(model, tokens, score_from):
 def test_scores_do_not_depend_on_batch_size(compose_cfg, tiny, dataset):
     cfg = compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=24")
     samples = load_samples(cfg.dataset).samples
-    one = _ppl_rows(lm(tiny, 1, token_budget=1), cfg.dataset.ppl, samples)  # one question per forward
-    eight = _ppl_rows(lm(tiny, 8, token_budget=8 * 200), cfg.dataset.ppl, samples)
+    prefixes = [""] * len(samples)
+    one = _ppl_rows(lm(tiny, 1, token_budget=1), cfg.dataset, samples, prefixes)  # one question per forward
+    eight = _ppl_rows(lm(tiny, 8, token_budget=8 * 200), cfg.dataset, samples, prefixes)
     for a, b in zip(one, eight, strict=True):
         for ca, cb in zip(a["candidates"], b["candidates"], strict=True):
             assert ca["logprob"] == pytest.approx(cb["logprob"], abs=1e-5)

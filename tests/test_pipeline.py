@@ -28,7 +28,8 @@ def test_all_stages_in_one_job(compose_cfg, dataset, metrics, capsys):
     if dataset == "siqa":
         assert all("generation" in r and "answer" in r for r in rows)
     else:
-        assert all(len(r["prompts"]) == 2 and len(r["scores"]) == 2 for r in rows)
+        assert all(len(r["continuations"]) == 2 and len(r["scores"]) == 2 for r in rows)  # one shared context
+        assert all(r["context"].endswith(("A:", "Answer:")) for r in rows)
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == ["dataset", "version", "metric", "mode", "tiny_llama"]
     assert f"{dataset}  " in table
