@@ -35,6 +35,9 @@ test: $(STAMP) ## Run every test: unit, config, integration (tiny model), slow (
 test-quick: $(STAMP) ## Tests without the slow ones
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
+parity: $(STAMP) ## hydra-eval vs lm-eval on the same rows of arc, boolq, winogrande, lambada, mmlu (docs/benchmarks.md)
+	$(BIN)/python scripts/lmeval_parity.py $(ARGS)
+
 bench: $(STAMP) ## hydra-eval vs lm-eval / OpenCompass (their venvs: see docs/benchmarks.md); ARGS=--tasks piqa ...
 	$(BIN)/python scripts/bench.py $(ARGS)
 
