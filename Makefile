@@ -54,4 +54,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo ui bench test test-quick check format clean
+.PHONY: help install demo ui bench parity test test-quick check format clean
