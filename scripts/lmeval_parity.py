@@ -140,6 +140,20 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def mmlu_hub(rows: list[dict[str, Any]], subject: str) -> list[dict[str, Any]]:
+    """cais/mmlu's layout (answer as 0-3) for one subject's rows."""
+    return [
+        {
+            "question": r["question"],
+            "subject": subject,
+            "choices": r["choices"],
+            "answer": "ABCD".index(r["answer"]),
+        }
+        for r in rows
+        if r["subject"] == subject
+    ]
+
+
 def write_tasks(dataset: str, limit: int | None, folder: Path) -> list[tuple[str, int]]:
     """Local lm-eval task(s) for this dataset's first `limit` rows; returns (task name, rows) pairs."""
     cfg = compose(dataset, limit)
@@ -187,26 +201,7 @@ def write_tasks(dataset: str, limit: int | None, folder: Path) -> list[tuple[str
         tasks = []
         for subject in sorted({r["subject"] for r in rows}):
             name = f"mmlu_{subject}_local"
-            hub = [
-                {
-                    "question": r["question"],
-                    "subject": subject,
-                    "choices": r["choices"],
-                    "answer": "ABCD".index(r["answer"]),
-                }
-                for r in rows
-                if r["subject"] == subject
-            ]
-            shots = [
-                {
-                    "question": r["question"],
-                    "subject": subject,
-                    "choices": r["choices"],
-                    "answer": "ABCD".index(r["answer"]),
-                }
-                for r in dev
-                if r["subject"] == subject
-            ]
+            hub, shots = mmlu_hub(rows, subject), mmlu_hub(dev, subject)
             write_jsonl(folder / f"{name}.jsonl", hub)
             write_jsonl(folder / f"{name}.dev.jsonl", shots)
             text = MMLU.format(

@@ -7,11 +7,11 @@ Every row is checked before anything runs; a bad row is reported with its file a
 from __future__ import annotations
 
 import csv
-import json
 import string
 from pathlib import Path
 from typing import Any
 
+from hydra_eval.data.files import read_jsonl
 from hydra_eval.errors import UserError
 from hydra_eval.records import Sample
 
@@ -35,18 +35,7 @@ def read_local(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
                     row["choices"] = [rec[c] for c in letters if rec.get(c)]
                 rows.append({**row, "_where": f"{path}:{reader.line_num}"})
         return rows
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: malformed row, not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: malformed row, expected a JSON object")
-            rows.append({**obj, "_where": f"{path}:{lineno}"})
-    return rows
+    return read_jsonl(path, where_field="_where")
 
 
 def _gold_index(answer: Any, choices: list[str], where: str) -> int:

@@ -9,7 +9,9 @@ from typing import Any
 from hydra_eval.errors import UserError
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, where_field: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; with where_field, each row also gets "<file>:<line>" under that key, so
+    later checks can name the line."""
     rows = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -21,6 +23,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise UserError(f"{path}:{lineno}: malformed row, not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{lineno}: malformed row, expected a JSON object")
+            if where_field:
+                row[where_field] = f"{path}:{lineno}"
             rows.append(row)
     return rows
 
