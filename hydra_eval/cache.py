@@ -76,26 +76,26 @@ class PredictionStore:
         with self._locked():
             raw = self.rows_path.read_bytes()
             rows: dict[int, dict[str, Any]] = {}
-            good = 0
             for line in raw.splitlines(keepends=True):
                 try:
                     if not line.endswith(b"\n"):
                         raise ValueError("no newline")
                     row = json.loads(line)
-                except ValueError:
-                    break  # the tail of a write that a kill interrupted
+                except ValueError:  # a write that a kill interrupted: skip it, keep every whole row
+                    log.warning("cache %s: skipping a partly written line", self.key)
+                    continue
                 rows[int(row["idx"])] = row
-                good += len(line)
-            if good < len(raw):
-                log.warning("cache %s: dropping a partly written line after %d rows", self.key, len(rows))
-                with self.rows_path.open("r+b") as f:
-                    f.truncate(good)
         return rows
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        with self._locked(), self.rows_path.open("a", encoding="utf-8") as f:
-            f.write(text)
+        with self._locked(), self.rows_path.open("a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell():  # a kill may have cut the last line short: start on a line of our own
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write(text.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 
@@ -116,9 +116,16 @@ class _FileLock:
         os.close(self.fd)
 
 
-def latest_run(output_root: Path) -> Path | None:
-    """The newest run or sweep folder under output_root (what reuse=latest means)."""
-    candidates = [p for sub in ("runs", "multirun") for p in (output_root / sub).glob("*") if p.is_dir()]
+def latest_run(output_root: Path, current: Path) -> Path | None:
+    """The newest run or sweep folder under output_root other than the one holding `current` (this job's
+    folder, which Hydra creates before the job starts): what reuse=latest means."""
+    current = current.resolve()
+    candidates = [
+        p
+        for sub in ("runs", "multirun")
+        for p in (output_root / sub).glob("*")
+        if p.is_dir() and not (current == p.resolve() or p.resolve() in current.parents)
+    ]
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 
 

@@ -66,7 +66,9 @@ def judge_rows(rows: list[dict[str, Any]], dataset: Any) -> list[dict[str, Any]]
 
 
 def metrics(judged: list[dict[str, Any]], dataset: Any) -> dict[str, float]:
-    n = len(judged[0]["outcomes"]) if judged else 1
+    if not judged:
+        return {f"pass@{k}": float("nan") for k in dataset.gen.pass_at_k if k == 1}
+    n = len(judged[0]["outcomes"])
     out = {}
     for k in dataset.gen.pass_at_k:
         if k <= n:

@@ -127,7 +127,7 @@ def _reuse_folder(cfg: Any) -> Path | None:
     if not cfg.reuse:
         return None
     if cfg.reuse == "latest":
-        folder = cache.latest_run(Path(cfg.paths.output_root))
+        folder = cache.latest_run(Path(cfg.paths.output_root), Path(cfg.output_dir))
         if folder is None:
             raise UserError(f"reuse=latest: no earlier run under {cfg.paths.output_root}")
         return folder

@@ -83,7 +83,7 @@ def expand(
             continue
         n = count_rows(cfg)
         unit = max(1, cfg.checkpoint_every)
-        k = min(max(1, math.ceil(n / size)), -(-n // unit))  # a shard holds at least one saved batch
+        k = max(1, min(math.ceil(n / size), -(-n // unit)))  # a shard holds at least one saved batch
         if k == 1:
             base.rows = n
             plan.append(base)

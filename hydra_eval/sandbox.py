@@ -83,39 +83,52 @@ def _command(program: str, workdir: str, mode: str, slot: int, limits: Limits) -
     return cmd + python
 
 
+def _tail(path: str, lines: int = 3, limit: int = 4096) -> str:
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - limit))
+        return " | ".join(f.read().decode("utf-8", "replace").strip().splitlines()[-lines:])
+
+
 def run_program(source: str, limits: Limits, mode: str, slot: int = 0) -> Outcome:
     """Run one program; passed = it exited 0 within the limits."""
-    workdir = tempfile.mkdtemp(prefix="hydra-eval-exec-")
-    os.chmod(workdir, 0o777)  # the unused uid must be able to write its own scratch files
+    workdir = tempfile.mkdtemp(prefix="hydra-eval-exec-")  # 0700: no other user can swap the program
     program = os.path.join(workdir, "program.py")
     with open(program, "w", encoding="utf-8") as f:
         f.write(source)
+    if mode == "bwrap" and os.geteuid() == 0:  # the program runs as the slot's uid: give it its folder
+        uid = UID_BASE + slot
+        os.chown(workdir, uid, uid)
+        os.chown(program, uid, uid)
+    # stderr goes to a file outside the program's reach, capped by RLIMIT_FSIZE, never into our memory
+    err_fd, err_path = tempfile.mkstemp(prefix="hydra-eval-exec-", suffix=".err")
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
     try:
-        proc = subprocess.Popen(
-            _command(program, workdir, mode, slot, limits),
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: a timeout kills everything it started
-        )
+        with os.fdopen(err_fd, "wb") as err:
+            proc = subprocess.Popen(
+                _command(program, workdir, mode, slot, limits),
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,  # its own process group: a timeout kills everything it started
+            )
         try:
-            _, err = proc.communicate(timeout=limits.timeout_s)
+            proc.wait(timeout=limits.timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            proc.communicate()
+            proc.wait(timeout=30)
             return Outcome(False, "timeout", f"killed after {limits.timeout_s:g}s")
-        tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
         if proc.returncode == 0:
             return Outcome(True, "passed", "")
         how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        return Outcome(False, "failed", f"{how}: " + " | ".join(tail))
-    except OSError as e:
+        return Outcome(False, "failed", f"{how}: {_tail(err_path)}")
+    except (OSError, subprocess.TimeoutExpired) as e:
         return Outcome(False, "error", f"{type(e).__name__}: {e}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(err_path)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -85,7 +85,7 @@ def test_custom_csv_and_fewshot_file(compose_cfg, tmp_path):
     ("line", "needle"),
     [
         ('{"question": "q", "choices": ["a"], "answer": 0}', "choices must be a list of at least 2"),
-        ('{"question": "q", "choices": ["a", "b"], "answer": "C"}', "answer 'C' is not an index"),
+        ('{"question": "q", "choices": ["a", "b"], "answer": "C"}', "answer 'C' is not the text, index or letter"),
         ('{"question": "", "answer": "x"}', "needs a non-empty question and answer"),
         ("{oops", "not valid JSON"),
     ],
@@ -102,3 +102,14 @@ def test_malformed_custom_rows_name_file_and_line(compose_cfg, tmp_path, line, n
 def test_custom_without_a_path_is_one_clear_error(compose_cfg):
     with pytest.raises(UserError, match=r"needs a file: dataset.path="):
         load_samples(compose_cfg("dataset=custom").dataset)
+
+
+def test_answers_match_choice_text_before_index_and_blank_choices_are_refused(tmp_path):
+    from hydra_eval.data import custom
+
+    rows = [{"question": "Which is two?", "choices": ["1", "2", "3"], "answer": "2"}]
+    assert custom.record_to_sample(rows[0], 0).gold == 1
+    path = tmp_path / "gap.csv"
+    path.write_text("question,A,B,C,D,answer\nq,x,,z,w,C\n")
+    with pytest.raises(UserError, match=r"gap.csv:2: malformed row, a blank choice"):
+        custom.read_local(tmp_path, {"rows": "gap.csv"})

@@ -276,3 +276,43 @@ def test_suite_mistakes_are_one_line(tmp_path, args, needle):
     proc = hydra_eval(*args, "model=tiny_llama", tmp=tmp_path)
     assert proc.returncode == 1
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_two_configurations_of_one_pair_are_sharded_and_merged_apart(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = hydra_eval(
+        "-m",
+        "model=tiny_llama",
+        "dataset=piqa",
+        "dataset.limit=20",
+        "checkpoint_every=5",
+        "max_partition_size=10",
+        "dataset.ppl.target_delimiter=' ',' | '",
+        f"hydra.sweep.dir={sweep}",
+        tmp=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = sorted(sweep.glob("merged_*/results/tiny_llama/piqa.json"))
+    assert len(merged) == 2
+    assert len({read_json(p)["version"] for p in merged}) == 2
+
+
+def test_prediction_store_survives_a_torn_line(tmp_path):
+    from hydra_eval.cache import PredictionStore, latest_run
+
+    store = PredictionStore(tmp_path, {"any": "identity"})
+    store.append([{"idx": 0, "v": "a"}])
+    with store.rows_path.open("ab") as f:
+        f.write(b'{"idx": 1, "v": "cut sh')  # a write that kill -9 interrupted
+    store.append([{"idx": 2, "v": "c"}])  # a later job appends without loading first
+    assert store.load() == {0: {"idx": 0, "v": "a"}, 2: {"idx": 2, "v": "c"}}
+    (tmp_path / "runs" / "old").mkdir(parents=True)
+    (tmp_path / "runs" / "current").mkdir()
+    assert latest_run(tmp_path, tmp_path / "runs" / "current") == tmp_path / "runs" / "old"
+
+
+def test_gpu_ids_are_the_visible_ones(monkeypatch):
+    from hydra_plugins.hydra_eval_plugins.launchers import visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert visible_gpus() == [4, 5]

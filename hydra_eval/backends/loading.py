@@ -75,6 +75,7 @@ def fingerprint(cfg: Any) -> dict[str, str]:
         h = hashlib.sha256()
         for p in files:
             h.update(p.name.encode())
-            h.update(str(p.stat().st_size).encode())
+            stat = p.stat()  # size and modification time: a checkpoint rewritten in place gets a new key
+            h.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
         return {str(path): h.hexdigest()}
     return {cfg.path: cfg.revision or "main"}

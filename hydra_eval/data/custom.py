@@ -32,25 +32,33 @@ def read_local(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
             for rec in reader:
                 row: dict[str, Any] = {"question": rec["question"], "answer": rec["answer"]}
                 if letters:
-                    row["choices"] = [rec[c] for c in letters if rec.get(c)]
+                    cells = [rec.get(c) or "" for c in letters]
+                    while cells and not cells[-1]:
+                        cells.pop()  # fewer choices in this row than columns: trailing blanks only
+                    if "" in cells:
+                        raise UserError(f"{path}:{reader.line_num}: malformed row, a blank choice before the last")
+                    row["choices"] = cells
                 rows.append({**row, "_where": f"{path}:{reader.line_num}"})
         return rows
     return read_jsonl(path, where_field="_where")
 
 
 def _gold_index(answer: Any, choices: list[str], where: str) -> int:
+    """The answer as the text of a choice (checked first: CSV gives every value as text), a 0-based index, or a
+    letter."""
     if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(choices):
         return answer
     if isinstance(answer, str):
         text = answer.strip()
-        if text.isdigit() and int(text) < len(choices):
+        if text in choices:
+            return choices.index(text)
+        if text.isdecimal() and int(text) < len(choices):
             return int(text)
         if len(text) == 1 and text.upper() in LETTERS[: len(choices)]:
             return LETTERS.index(text.upper())
-        if text in choices:
-            return choices.index(text)
     raise UserError(
-        f"{where}: malformed row, answer {answer!r} is not an index, letter or text of its {len(choices)} choices"
+        f"{where}: malformed row, answer {answer!r} is not the text, index or letter "
+        f"of one of its {len(choices)} choices"
     )
 
 

@@ -121,4 +121,5 @@ def load_samples(cfg: Any) -> LoadedData:
         return LoadedData(samples, source, fingerprint, fewshot=samples, fewshot_same_split=True)
     shot_rows, _, shot_fingerprint = _read(cfg, shot_files, fewshot.split)
     pool = [to_sample(row, i) for i, row in enumerate(shot_rows)]
-    return LoadedData(samples, source, {**fingerprint, **shot_fingerprint}, fewshot=pool, fewshot_same_split=False)
+    shots = {f"fewshot:{name}": digest for name, digest in shot_fingerprint.items()}
+    return LoadedData(samples, source, {**fingerprint, **shots}, fewshot=pool, fewshot_same_split=False)

@@ -58,9 +58,16 @@ class JobEndedWithoutResult(RuntimeError):
 
 
 def visible_gpus() -> list[int]:
+    """The GPU ids this process may use: those in CUDA_VISIBLE_DEVICES (submitit's local executor sets that
+    variable to the ids it hands out, so they must be the real ids), else every GPU torch sees."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
-        return list(range(len([x for x in env.split(",") if x.strip()])))
+        entries = [x.strip() for x in env.split(",") if x.strip()]
+        if not all(x.isdecimal() for x in entries):
+            raise ValueError(
+                f"CUDA_VISIBLE_DEVICES={env} names GPUs by UUID or MIG id: give hydra.launcher.gpus=[...] instead"
+            )
+        return [int(x) for x in entries]
     try:
         import torch
 
@@ -161,17 +168,26 @@ class LocalLauncher(_Extended):
         gpus_conf = self.params.get("gpus")
         need_gpus = any((p.get("gpus_per_node") or 0) > 0 for _, _, p, _ in specs)
         free = list(gpus_conf) if gpus_conf is not None else (visible_gpus() if need_gpus else [])
-        pending = list(range(len(specs)))
+        pending, results = [], {}
+        for k, (idx, overrides, params, _) in enumerate(specs):
+            n = params.get("gpus_per_node") or 0
+            if n > len(free):  # can never run here: report it, run the others
+                error = JobEndedWithoutResult(f"job #{idx} asks for {n} GPU(s) but this machine gives {free}")
+                results[k] = JobReturn(
+                    overrides=overrides,
+                    working_dir=str(sweep_dir / str(idx)),
+                    status=JobStatus.FAILED,
+                    _return_value=error,
+                )
+            else:
+                pending.append(k)
         running: dict[int, tuple[Any, list[int]]] = {}
-        results: dict[int, JobReturn] = {}
         while pending or running:
             while pending and len(running) < workers:
                 k = pending[0]
                 idx, _, params, call = specs[k]
                 n = params.get("gpus_per_node") or 0
                 if n > len(free):
-                    if not running:
-                        raise ValueError(f"job #{idx} needs {n} GPU(s), but only {free} can be given to it")
                     break  # wait for a running job to give its GPUs back
                 mine, free = free[:n], free[n:]
                 executor = self._executor(params)

@@ -94,6 +94,9 @@ class EvalSweeper(Sweeper):
         except UserError as e:  # missing data, bad shard settings: one line, before anything is launched
             log.error("%s", e)
             sys.exit(1)
+        if not plan:
+            log.error("the sweep has no jobs")
+            sys.exit(1)
         write_json(sweep_dir / PLAN_FILE, [job.to_dict() for job in plan])
         if self.config.dry_run:
             print(describe(plan, launcher_name(self.config)), end="")
@@ -171,15 +174,17 @@ class EvalSweeper(Sweeper):
         """Merge and score each sharded pair whose shards all succeeded, in this process (no model needed)."""
         from hydra_eval import pipeline, shards
 
-        pairs: dict[tuple[str, str], list[int]] = {}
+        groups: dict[tuple[str, ...], list[int]] = {}  # one group per configuration (its overrides)
         for i, job in enumerate(plan):
             if job.shards > 1:
-                pairs.setdefault(job.pair, []).append(i)
+                groups.setdefault(tuple(job.overrides), []).append(i)
         failed = []
-        for (model, dataset), members in pairs.items():
+        for members in groups.values():
+            model, dataset = plan[members[0]].pair
             if not all(_ok(final[i][0]) for i in members):
                 continue  # its failed shards are already reported
-            out = sweep_dir / f"merged_{model}_{dataset}"
+            first = min(final[i][1] for i in members)
+            out = sweep_dir / f"merged_{first}_{model}_{dataset}"
             roots = [sweep_dir / str(final[i][1]) for i in sorted(members, key=lambda i: plan[i].shard)]
             try:
                 cfg = self._compose(
