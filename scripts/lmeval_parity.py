@@ -24,12 +24,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-ARC = """task: {task}
+# Every local task reads the rows this script writes (one JSON-lines file as the test split).
+LOCAL_JSON = """task: {task}
 dataset_path: json
 dataset_kwargs:
   data_files:
     test: {data}
-output_type: multiple_choice
+"""
+ARC = (
+    LOCAL_JSON
+    + """output_type: multiple_choice
 test_split: test
 doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
 doc_to_target: "{{{{choices.label.index(answerKey)}}}}"
@@ -38,12 +42,10 @@ metric_list:
   - metric: acc
   - metric: acc_norm
 """
-BOOLQ = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-output_type: multiple_choice
+)
+BOOLQ = (
+    LOCAL_JSON
+    + """output_type: multiple_choice
 test_split: test
 doc_to_text: "{{{{passage}}}}\\nQuestion: {{{{question}}}}?\\nAnswer:"
 doc_to_target: label
@@ -51,12 +53,10 @@ doc_to_choice: ["no", "yes"]
 metric_list:
   - metric: acc
 """
-WINOGRANDE = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-output_type: multiple_choice
+)
+WINOGRANDE = (
+    LOCAL_JSON
+    + """output_type: multiple_choice
 test_split: test
 doc_to_text: !function wino_utils.doc_to_text
 doc_to_target: !function wino_utils.doc_to_target
@@ -64,6 +64,7 @@ doc_to_choice: !function wino_utils.doc_to_choice
 metric_list:
   - metric: acc
 """
+)
 # lm-eval's preprocess_winogrande, over MosaicML's fields: the candidates are the filled-in sentence starts,
 # the target is the rest of the sentence, stripped.
 WINO_UTILS = """def doc_to_text(doc):
@@ -77,12 +78,9 @@ def doc_to_target(doc):
 def doc_to_choice(doc):
     return list(doc["context_options"])
 """
-LAMBADA = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-output_type: loglikelihood
+LAMBADA = (
+    LOCAL_JSON
+    + """output_type: loglikelihood
 test_split: test
 doc_to_text: "{{{{text.split(' ')[:-1]|join(' ')}}}}"
 doc_to_target: "{{{{' '+text.split(' ')[-1]}}}}"
@@ -94,6 +92,7 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """
+)
 MMLU = """task: {task}
 dataset_path: json
 dataset_kwargs:
