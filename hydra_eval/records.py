@@ -36,3 +36,4 @@ class Generation:
     text: str  # decoded continuation, cut at the first stop string
     n_prompt_tokens: int
     n_new_tokens: int
+    request: Mapping[str, Any] | None = None  # API models: token usage, latency and attempts of the request

@@ -14,10 +14,30 @@ from omegaconf import MISSING
 
 
 @dataclass
+class ApiConfig:
+    """An OpenAI-compatible endpoint (model.kind=openai): vLLM, TGI, llama.cpp's server, a hosted API."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = None  # the served model's name; null = model.name
+    api_key_env: str | None = None  # the environment variable holding the key (the key itself is never stored)
+    # chat: /chat/completions (the server applies its chat template); completions: /completions with the raw
+    # prompt; auto: chat where a local model would use its chat template, else completions. ppl mode always
+    # uses /completions with echo + logprobs.
+    endpoint: str = "auto"
+    timeout_s: float = 120.0  # per request
+    max_concurrency: int = 4  # requests in flight at once
+    requests_per_s: float | None = None  # null = no limit
+    retries: int = 6  # on 429, 5xx, timeouts and connection errors, with exponential backoff
+    backoff_s: float = 1.0  # first wait; doubles each retry (a Retry-After header wins when longer)
+    backoff_max_s: float = 30.0
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     # "hf": transformers AutoModelForCausalLM (hub id or local dir, optionally a GGUF file inside it);
-    # "tiny": a small random Llama built in-process from `tiny` (tests).
+    # "tiny": a small random Llama built in-process from `tiny` (tests);
+    # "openai": an OpenAI-compatible server, configured by `api`.
     kind: str = "hf"
     path: str = MISSING
     tokenizer_path: str | None = None
@@ -39,6 +59,7 @@ class ModelConfig:
     num_cpus: int = 2
     mem_gb: int = 16
     tiny: dict[str, Any] = field(default_factory=dict)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
 
 @dataclass

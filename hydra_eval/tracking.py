@@ -139,6 +139,7 @@ def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str 
     metrics[f"{dataset}/n"] = results["n"]
     metrics.update({f"timing/{k}": v for k, v in results["timings"].items()})
     metrics.update({f"throughput/{k}": v for k, v in results["throughput"].items() if v is not None})
+    metrics.update({f"usage/{k}": v for k, v in results.get("usage", {}).items()})
     config = read_json(job_dir / "config.json") if (job_dir / "config.json").is_file() else {}
     params = flatten(config)
     params["version"] = results["version"]

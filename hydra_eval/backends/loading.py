@@ -53,7 +53,7 @@ def load(cfg: Any, cache_root: str | None = None) -> tuple[Any, Any]:
     elif cfg.kind == "hf":
         model, tokenizer = _from_pretrained(cfg)
     else:
-        raise UserError(f"model.kind must be 'hf' or 'tiny', not '{cfg.kind}'")
+        raise UserError(f"model.kind must be 'hf', 'tiny' or 'openai', not '{cfg.kind}'")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(resolve_device(cfg.device)).eval()
@@ -62,6 +62,8 @@ def load(cfg: Any, cache_root: str | None = None) -> tuple[Any, Any]:
 
 def fingerprint(cfg: Any) -> dict[str, str]:
     """What identifies the weights: the GGUF file's sha256, a local dir's config, or the hub id+revision."""
+    if cfg.kind == "openai":  # what the server serves is its business: the key is where and what is asked
+        return {"api": f"{cfg.api.base_url}|{cfg.api.model or cfg.name}|{cfg.api.endpoint}"}
     if cfg.kind == "tiny":
         blob = json.dumps({"tiny": dict(cfg.tiny), "seed": cfg.seed}, sort_keys=True)
         return {"tiny": hashlib.sha256(blob.encode()).hexdigest()}

@@ -1,0 +1,188 @@
+"""API models against a real OpenAI-compatible server: llama.cpp's (llama-cpp-python[server], built into
+.llama-venv by `make llama-server`) serving the same SmolLM2 GGUF file as the local model. The server demands a
+key, which the jobs read from an environment variable and must never write anywhere."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hydra_eval.backends.api import ApiLM
+from scripts.llama_server import LlamaServer
+from tests.test_tracking import free_port, hydra_eval
+
+pytestmark = pytest.mark.api
+
+KEY_ENV = "HYDRA_EVAL_TEST_API_KEY"
+KEY = "he-test-key-5d1c0b7e"
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    server = LlamaServer(free_port(), tmp_path_factory.mktemp("llama") / "server.log", api_key=KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+def api(url: str, *more: str) -> list[str]:
+    return ["model=llamacpp_smollm2", f"model.api.base_url={url}", f"model.api.api_key_env={KEY_ENV}", *more]
+
+
+def files_containing(root: Path, secret: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_piqa_siqa_sweep_through_the_server(llama: LlamaServer, tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    r = hydra_eval(
+        "-m",
+        *api(llama.url),
+        "dataset=piqa,siqa",
+        "dataset.limit=8",
+        f"tracking.uri=sqlite:///{db}",
+        root=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "llamacpp_smollm2" in r.stdout and "piqa" in r.stdout and "siqa" in r.stdout
+    results = {
+        json.loads(p.read_text())["dataset"]: json.loads(p.read_text()) for p in tmp_path.rglob("results/*/*.json")
+    }
+    assert results["piqa"]["usage"]["requests"] == 16  # 8 questions x 2 candidates, each scored by one request
+    assert results["siqa"]["usage"]["requests"] == 8
+    for res in results.values():
+        u = res["usage"]
+        assert u["prompt_tokens"] > 0 and 0 < u["latency_p50_s"] <= u["latency_p95_s"]
+        assert 0 <= res["metrics"]["accuracy"] <= 100
+    siqa_rows = [json.loads(line) for p in tmp_path.rglob("predictions/*/siqa.jsonl") for line in p.open()]
+    assert len(siqa_rows) == 8 and all(r["requests"][0]["completion_tokens"] >= 1 for r in siqa_rows)
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("hydra-eval").experiment_id])
+    children = [run for run in runs if run.data.tags.get("dataset") == "siqa"]
+    assert children and children[0].data.metrics["usage/latency_p95_s"] > 0
+    assert files_containing(tmp_path, KEY) == []  # not in configs, logs, predictions or MLflow
+
+
+def test_server_stopped_and_restarted_mid_run(llama: LlamaServer, tmp_path: Path) -> None:
+    args = api(llama.url, "model.api.max_concurrency=1", "model.api.backoff_s=1", "model.api.retries=8")
+    job = hydra_eval(
+        *args,
+        "dataset=siqa",
+        "dataset.limit=12",
+        "checkpoint_every=4",
+        "tracking=none",
+        root=tmp_path,
+        background=True,
+    )
+    rows_file = None
+    deadline = time.time() + 300
+    while time.time() < deadline and job.poll() is None:
+        found = list((tmp_path / ".cache").rglob("rows.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 4:
+            rows_file = found[0]
+            break
+        time.sleep(0.2)
+    assert rows_file is not None, job.communicate()[1][-3000:]
+    llama.stop()  # mid-run: the first block is saved, the job is waiting on the server
+    time.sleep(3)
+    llama.start()
+    out, err = job.communicate(timeout=600)
+    assert job.returncode == 0, err[-3000:]
+    assert "retry" in err
+    results = json.loads(next(tmp_path.rglob("results/*/siqa.json")).read_text())
+    assert results["n"] == 12
+    assert results["usage"]["requests"] == 12  # each row paid once: retries are attempts of the same request
+    assert results["usage"]["retries"] >= 1
+
+
+class Flaky429(BaseHTTPRequestHandler):
+    """Answers 429 to the first `failures` POSTs (the first with Retry-After), then forwards to `upstream`."""
+
+    upstream = ""
+    failures = 0
+    retry_after: str | None = None
+    seen: list[float] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        cls = type(self)
+        cls.seen.append(time.monotonic())
+        if len(cls.seen) <= cls.failures:
+            payload = json.dumps(
+                {"error": {"message": "rate limited (test proxy)", "type": "rate_limit"}}
+            ).encode()
+            self.send_response(429)
+            if cls.retry_after and len(cls.seen) == 1:
+                self.send_header("Retry-After", cls.retry_after)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        headers = {"Content-Type": "application/json", "Authorization": self.headers.get("Authorization", "")}
+        request = urllib.request.Request(cls.upstream + self.path.removeprefix("/v1"), data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as r:
+                status, payload = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, payload = e.code, e.read()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(llama: LlamaServer) -> Iterator[type[Flaky429]]:
+    handler = type("Handler", (Flaky429,), {"upstream": llama.url, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
+    yield handler
+    server.shutdown()
+
+
+def test_429_is_retried_with_backoff_and_retry_after(proxy: Any, compose_cfg: Any) -> None:
+    proxy.failures, proxy.retry_after = 3, "1.5"
+    cfg = compose_cfg(*api(proxy.url, "model.api.backoff_s=0.4", "model.api.max_concurrency=1"), "dataset=siqa")
+    lm = ApiLM(cfg.model)
+    [generation] = lm.generate(["Say hello."], 4, [], chat=True)
+    gaps = [b - a for a, b in zip(proxy.seen, proxy.seen[1:], strict=False)]
+    assert len(proxy.seen) == 4 and generation.request is not None and generation.request["attempts"] == 4
+    assert gaps[0] >= 1.5  # Retry-After (1.5 s) beats the first backoff (0.4 s)
+    assert gaps[1] >= 0.8 and gaps[2] >= 1.6  # then 0.4 * 2^1, 0.4 * 2^2
+    assert generation.text
+
+
+def test_429_until_retries_run_out_fails_the_job_with_the_servers_message(proxy: Any, tmp_path: Path) -> None:
+    proxy.failures = 10**6
+    args = api(proxy.url, "model.api.retries=2", "model.api.backoff_s=0.1")
+    r = hydra_eval(*args, "dataset=siqa", "dataset.limit=2", "tracking=none", root=tmp_path)
+    assert r.returncode != 0
+    assert (
+        "HTTP 429" in r.stderr
+        and "rate limited (test proxy)" in r.stderr
+        and "gave up after 3 attempts" in r.stderr
+    )

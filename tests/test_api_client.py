@@ -1,0 +1,112 @@
+"""The API backend's pure parts: backoff, scoring an echoed prompt, usage totals, config errors. The real server
+is in tests/test_api.py."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from hydra_eval import usage
+from hydra_eval.backends.api import ApiLM, score_echo, split_lmeval
+from hydra_eval.backends.api_client import ApiError, api_key, backoff
+from hydra_eval.errors import UserError
+
+
+def test_backoff_doubles_up_to_the_cap_and_retry_after_wins():
+    assert [backoff(a, 0.5, 3.0) for a in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff(0, 0.5, 3.0, retry_after_s=4.0) == 4.0
+    assert backoff(2, 0.5, 3.0, retry_after_s=0.1) == 2.0
+
+
+def echoed(text_offset, token_logprobs, top_logprobs=None):
+    return SimpleNamespace(text_offset=text_offset, token_logprobs=token_logprobs, top_logprobs=top_logprobs)
+
+
+def test_score_echo_scores_only_the_continuation_and_drops_the_generated_token():
+    text = "Q: a\nA: yes"  # context "Q: a\nA:" (7 chars), continuation " yes"
+    lp = echoed(
+        [0, 2, 4, 7, 11],  # the last token (offset == len(text)) is the one the server generated
+        [None, -1.0, -2.0, -0.5, -9.0],
+        [None, {"a": -1.0}, {"b": -0.1, "x": -2.0}, {" yes": -0.5}, {"z": -0.1}],
+    )
+    assert score_echo(lp, text, 7) == (-0.5, 1, 4, True)
+    total, scored, n_prompt, greedy = score_echo(lp, text, 0)  # opencompass: every token after the first
+    assert (total, scored, n_prompt, greedy) == (-3.5, 3, 4, False)  # token 2 was not the top choice
+
+
+def test_score_echo_without_logprobs_is_one_clear_error():
+    with pytest.raises(ApiError, match="cannot score"):
+        score_echo(None, "x", 0)
+
+
+def test_split_lmeval_moves_trailing_spaces_to_the_continuation():
+    assert split_lmeval("Answer: ", "yes") == ("Answer:", " yes")
+    assert split_lmeval("Answer:", " yes") == ("Answer:", " yes")
+
+
+def test_usage_summary_over_generations_and_candidates():
+    rows = [
+        {"requests": [{"prompt_tokens": 10, "completion_tokens": 5, "latency_s": 0.2, "attempts": 1}]},
+        {
+            "candidates": [
+                {"request": {"prompt_tokens": 7, "completion_tokens": 1, "latency_s": 0.4, "attempts": 3}}
+            ]
+        },
+        {
+            "candidates": [
+                {"request": {"prompt_tokens": 3, "completion_tokens": 1, "latency_s": 1.0, "attempts": 1}}
+            ]
+        },
+    ]
+    s = usage.summary(rows)
+    assert s == {
+        "requests": 3,
+        "prompt_tokens": 20,
+        "completion_tokens": 7,
+        "retries": 2,
+        "latency_mean_s": pytest.approx(1.6 / 3),
+        "latency_p50_s": 0.4,
+        "latency_p95_s": 1.0,
+    }
+    assert usage.summary([{"candidates": [{"logprob": -1.0}]}]) is None  # a local model's rows
+
+
+def test_missing_key_variable_fails_before_any_request(compose_cfg, monkeypatch):
+    cfg = compose_cfg("model=openai_gpt4o_mini", "dataset=siqa")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
+        ApiLM(cfg.model)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert api_key(cfg.model.api) == "sk-test"
+
+
+def test_chat_endpoint_cannot_score_ppl(compose_cfg, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    lm = ApiLM(compose_cfg("model=openai_gpt4o_mini", "dataset=piqa").model)
+    with pytest.raises(UserError, match="endpoint=chat cannot score"):
+        lm.score_texts([[("a", " b")]], "opencompass")
+
+
+def test_unknown_endpoint_is_refused(compose_cfg):
+    with pytest.raises(UserError, match="model.api.endpoint must be one of"):
+        ApiLM(compose_cfg("model=llamacpp_smollm2", "model.api.endpoint=rest").model)
+
+
+def test_unreachable_endpoint_fails_with_one_line_after_its_retries(compose_cfg):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = compose_cfg(
+        "model=llamacpp_smollm2",
+        f"model.api.base_url=http://127.0.0.1:{port}/v1",
+        "model.api.retries=2",
+        "model.api.backoff_s=0.05",
+    )
+    lm = ApiLM(cfg.model)
+    with pytest.raises(ApiError, match=r"APIConnectionError: .*gave up after 3 attempts") as e:
+        lm.generate(["Hello"], 4, [], chat=True)
+    assert "\n" not in str(e.value)
+    assert lm.endpoint.retries == 2
