@@ -38,7 +38,18 @@ MODEL_SETTINGS = (
 )
 
 
-def identity(cfg: Any, data_fingerprint: dict[str, str], model_fingerprint: dict[str, str]) -> dict[str, Any]:
+def samples_digest(samples: Iterable[Any]) -> str:
+    """sha256 of the samples as the prompts see them: a change in how rows become samples (a dataset's
+    record_to_sample) gets a new key even when the files and the config are the same."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps([s.id, s.fields, s.gold], sort_keys=True, ensure_ascii=False, default=str).encode())
+    return h.hexdigest()
+
+
+def identity(
+    cfg: Any, data_fingerprint: dict[str, str], model_fingerprint: dict[str, str], samples: str = ""
+) -> dict[str, Any]:
     model = {k: OmegaConf.select(cfg.model, k) for k in MODEL_SETTINGS}
     if cfg.dataset.mode == "gen":
         model["max_out_len"] = cfg.model.max_out_len
@@ -46,6 +57,7 @@ def identity(cfg: Any, data_fingerprint: dict[str, str], model_fingerprint: dict
         "model": model_fingerprint,
         "model_settings": model,
         "data": data_fingerprint,
+        "samples": samples,
         "limit": cfg.dataset.limit,
         "record_to_sample": cfg.dataset.record_to_sample,
         "prompt": prompts.inference_settings(cfg.dataset),

@@ -182,7 +182,8 @@ def run_infer(cfg: Any, files: JobFiles) -> dict[str, Any]:
     )
     log.info("dataset %s: %d samples from %s%s", cfg.dataset.name, len(indexed), data.source, shard)
 
-    ident = cache.identity(cfg, data.fingerprint, loading.fingerprint(cfg.model))
+    digest = cache.samples_digest(itertools.chain(data.samples, [] if data.fewshot_same_split else data.fewshot))
+    ident = cache.identity(cfg, data.fingerprint, loading.fingerprint(cfg.model), digest)
     store = cache.PredictionStore(Path(cfg.paths.cache_dir), ident)
     done = store.load() if cfg.resume else {}
     from_cache = sum(i in done for i, _ in indexed)

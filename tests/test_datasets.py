@@ -109,3 +109,16 @@ def test_fewshot_settings_change_the_version_and_old_versions_stay(compose_cfg):
     assert prompts.version(compose_cfg("dataset=piqa").dataset) == "361c77"
     assert prompts.version(compose_cfg("dataset=piqa", "dataset.fewshot.k=2").dataset) != "361c77"
     assert prompts.version(compose_cfg("dataset=siqa").dataset) == "86c8ed"
+
+
+def test_triviaqa_prompt_has_one_question_mark_from_either_layout(compose_cfg):
+    from hydra_eval.data import triviaqa
+
+    cfg = compose_cfg("dataset=triviaqa")
+    data = load_samples(cfg.dataset)
+    assert len(data.samples) == 3000
+    rendered = [prompts.gen_prompt(cfg.dataset.gen, s) for s in data.samples]
+    assert not [p for p in rendered if "??" in p]
+    mosaic = {"context": "Question: Who wrote Ulysses?\nAnswer:", "answer": "James Joyce", "aliases": ["Joyce"]}
+    hub = {"question": "Who wrote Ulysses?", "answer": {"value": "James Joyce", "aliases": ["Joyce"]}}
+    assert triviaqa.record_to_sample(mosaic, 0).fields == triviaqa.record_to_sample(hub, 0).fields

@@ -12,7 +12,8 @@ from hydra_eval.records import Sample
 def record_to_sample(row: dict[str, Any], index: int) -> Sample:
     if "context" in row:
         require(row, ("context", "answer"), index, "triviaqa")
-        question = row["context"].removeprefix("Question: ").removesuffix("\nAnswer:")
+        # MosaicML's questions keep their "?"; the template adds it back (no "??" in the prompt)
+        question = row["context"].removeprefix("Question: ").removesuffix("\nAnswer:").rstrip("?")
         answers = [row["answer"], *row.get("aliases", [])]
     else:
         require(row, ("question", "answer"), index, "triviaqa")
