@@ -2,4 +2,7 @@
 
 
 class UserError(Exception):
-    """Bad input: unknown config, missing data, malformed rows. The message says what to do."""
+    """Bad input: unknown config, missing data, malformed rows. The message says what to do. Running the job
+    again gives the same error, so a sweep does not retry it unless `transient` is set."""
+
+    transient = False

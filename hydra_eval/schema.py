@@ -30,6 +30,9 @@ class ApiConfig:
     retries: int = 6  # on 429, 5xx, timeouts and connection errors, with exponential backoff
     backoff_s: float = 1.0  # first wait; doubles each retry (a Retry-After header wins when longer)
     backoff_max_s: float = 30.0
+    # Before scoring, check on a counting sequence that the echoed prompt logprobs are aligned with their
+    # tokens (llama-cpp-python returns them shifted for models without a BOS token; docs/api-models.md)
+    check_logprobs: bool = True
 
 
 @dataclass

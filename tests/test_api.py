@@ -48,21 +48,22 @@ def files_containing(root: Path, secret: str) -> list[Path]:
 
 
 def test_piqa_siqa_sweep_through_the_server(llama: LlamaServer, tmp_path: Path) -> None:
+    """piqa in gen mode (OpenCompass's piqa_gen): this server cannot score prompts (next test)."""
     db = tmp_path / "mlflow.db"
     r = hydra_eval(
         "-m",
         *api(llama.url),
-        "dataset=piqa,siqa",
+        "dataset=piqa_gen,siqa",
         "dataset.limit=8",
         f"tracking.uri=sqlite:///{db}",
         root=tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "llamacpp_smollm2" in r.stdout and "piqa" in r.stdout and "siqa" in r.stdout
+    assert "llamacpp_smollm2" in r.stdout and "piqa_gen" in r.stdout and "siqa" in r.stdout
     results = {
         json.loads(p.read_text())["dataset"]: json.loads(p.read_text()) for p in tmp_path.rglob("results/*/*.json")
     }
-    assert results["piqa"]["usage"]["requests"] == 16  # 8 questions x 2 candidates, each scored by one request
+    assert results["piqa_gen"]["usage"]["requests"] == 8
     assert results["siqa"]["usage"]["requests"] == 8
     for res in results.values():
         u = res["usage"]
@@ -78,6 +79,24 @@ def test_piqa_siqa_sweep_through_the_server(llama: LlamaServer, tmp_path: Path) 
     children = [run for run in runs if run.data.tags.get("dataset") == "siqa"]
     assert children and children[0].data.metrics["usage/latency_p95_s"] > 0
     assert files_containing(tmp_path, KEY) == []  # not in configs, logs, predictions or MLflow
+
+
+def test_ppl_is_refused_when_prompt_logprobs_are_shifted(llama: LlamaServer, tmp_path: Path) -> None:
+    """llama-cpp-python 0.3.36 pairs each echoed prompt token with the distribution *after* it when the model
+    has no BOS token (SmolLM2): the canary check catches it and the job fails with one line."""
+    r = hydra_eval(*api(llama.url), "dataset=piqa", "dataset.limit=4", "tracking=none", root=tmp_path / "refused")
+    assert r.returncode != 0
+    assert "prompt logprobs that do not match their tokens" in r.stderr
+    assert "Traceback" not in r.stderr
+    # Forced past the check, the echo + logprobs path still runs end to end: one request per candidate
+    forced = api(llama.url, "model.api.check_logprobs=false")
+    r = hydra_eval(*forced, "dataset=piqa_lmeval", "dataset.limit=4", "tracking=none", root=tmp_path / "forced")
+    assert r.returncode == 0, r.stderr[-3000:]
+    [path] = list((tmp_path / "forced").rglob("predictions/*/piqa_lmeval.jsonl"))
+    rows = [json.loads(line) for line in path.open()]
+    assert len(rows) == 4
+    candidates = [c for row in rows for c in row["candidates"]]
+    assert all(c["n_scored"] >= 1 and c["logprob"] < 0 and c["request"]["attempts"] == 1 for c in candidates)
 
 
 def test_server_stopped_and_restarted_mid_run(llama: LlamaServer, tmp_path: Path) -> None:
@@ -105,7 +124,8 @@ def test_server_stopped_and_restarted_mid_run(llama: LlamaServer, tmp_path: Path
     llama.start()
     out, err = job.communicate(timeout=600)
     assert job.returncode == 0, err[-3000:]
-    assert "retry" in err
+    log = next(tmp_path.rglob("hydra-eval.log")).read_text()
+    assert "retry 1/8" in log, log[-3000:]
     results = json.loads(next(tmp_path.rglob("results/*/siqa.json")).read_text())
     assert results["n"] == 12
     assert results["usage"]["requests"] == 12  # each row paid once: retries are attempts of the same request

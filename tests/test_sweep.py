@@ -125,6 +125,7 @@ def test_failed_job_shows_dash_lists_its_log_and_exits_non_zero(tmp_path):
     assert all("no data for dataset 'siqa'" in f["error"] for f in failed)
     assert all(Path(f["log"]).is_file() for f in failed)
     assert "2 job(s) failed" in proc.stderr and failed[0]["log"] in proc.stderr
+    assert "attempt 1/2, giving up" in proc.stderr and "retrying" not in proc.stderr  # bad input: not relaunched
     table = [line.split() for line in proc.stdout.splitlines()]
     assert table[0] == ["dataset", "version", "metric", "mode", "tiny_llama", "tiny_llama_b"]
     assert ["siqa", "-", "-", "-", "-", "-"] in table

@@ -19,6 +19,10 @@ from hydra_eval.records import Generation
 
 ENDPOINTS = ("auto", "chat", "completions")
 MAX_STOP = 4  # the OpenAI API takes at most 4 stop strings; the rest are cut here
+# Any language model predicts the second half of this almost surely (SmolLM2-135M: mean logprob -0.05);
+# logprobs shifted by one token score it near -13.
+CANARY = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+CANARY_MIN_LOGPROB = -3.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class ApiLM:
         self.progress = progress
         self.tokens_computed = 0  # prompt + completion tokens the server reported
         self.head_positions = 0
+        self.checked = False  # prompt logprobs checked (check_prompt_logprobs)
 
     def _count(self, calls: Sequence[Call]) -> None:
         for call in calls:
@@ -91,6 +96,27 @@ class ApiLM:
             self.tokens_computed += (getattr(usage, "prompt_tokens", 0) or 0) + (
                 getattr(usage, "completion_tokens", 0) or 0
             )
+
+    async def _echo(self, client: Any, pair: tuple[str, str]) -> Any:
+        return await client.completions.create(
+            model=self.served, prompt=pair[0] + pair[1], max_tokens=1, echo=True, logprobs=1, temperature=0.0
+        )
+
+    def check_prompt_logprobs(self) -> None:
+        """Refuse to score when the endpoint's prompt logprobs do not belong to their tokens: a counting
+        sequence must come back likely. Numbers from such a server would be wrong without any error."""
+        [call] = self.endpoint.run(self._echo, [(CANARY, "")])
+        self._count([call])
+        total, scored, _, _ = score_echo(call.response.choices[0].logprobs, CANARY, len(CANARY) // 2)
+        mean = total / max(scored, 1)
+        if mean < CANARY_MIN_LOGPROB:
+            raise ApiError(
+                f"{self.api.base_url} returns prompt logprobs that do not match their tokens (mean {mean:.1f} on "
+                f"'{CANARY}'; llama-cpp-python shifts them by one token for models without a BOS token): "
+                "ppl datasets would be scored wrong, so they are refused. Use gen datasets with this server, or "
+                "model.api.check_logprobs=false to score anyway"
+            )
+        self.checked = True
 
     def score_texts(self, groups: Sequence[Sequence[tuple[str, str]]], convention: str) -> list[list[TextScore]]:
         """Log-likelihood of each (context, continuation): lmeval scores the continuation's tokens,
@@ -100,15 +126,11 @@ class ApiLM:
                 "ppl datasets need a /completions endpoint that returns prompt logprobs; "
                 "model.api.endpoint=chat cannot score (set it to completions or auto)"
             )
+        if self.api.check_logprobs and not self.checked:
+            self.check_prompt_logprobs()
         pairs = [split_lmeval(c, x) if convention == "lmeval" else (c, x) for g in groups for c, x in g]
-
-        async def send(client: Any, pair: tuple[str, str]) -> Any:
-            return await client.completions.create(
-                model=self.served, prompt=pair[0] + pair[1], max_tokens=1, echo=True, logprobs=1, temperature=0.0
-            )
-
         bar = tqdm(total=len(pairs), desc="score", unit="req", disable=not self.progress)
-        calls = self.endpoint.run(send, pairs, bar)
+        calls = self.endpoint.run(self._echo, pairs, bar)
         bar.close()
         self._count(calls)
         flat = []

@@ -19,7 +19,14 @@ T = TypeVar("T")
 
 
 class ApiError(UserError):
-    """The endpoint refused a request, or kept failing after every retry."""
+    """The endpoint refused a request, or kept failing after every retry (transient: a sweep may relaunch)."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled back from submitit jobs with its flag
+        return (type(self), (str(self), self.transient))
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ class Endpoint:
     """Runs batches of requests against one endpoint, in order of the inputs."""
 
     def __init__(self, api: Any):
+        for name in ("httpx", "httpx2", "openai"):  # a line per request would bury the job's log
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.api = api
         self.key = api_key(api)  # fail before any work when the key is missing
         self.retries = 0  # retried attempts so far, over all batches
@@ -150,4 +159,6 @@ class Endpoint:
                 "%s: %s; retry %d/%d in %.1fs", api.base_url, describe(error), attempt + 1, api.retries, delay
             )
             await asyncio.sleep(delay)
-        raise ApiError(f"{api.base_url}: {describe(error)} (gave up after {api.retries + 1} attempts)")
+        raise ApiError(
+            f"{api.base_url}: {describe(error)} (gave up after {api.retries + 1} attempts)", transient=True
+        )

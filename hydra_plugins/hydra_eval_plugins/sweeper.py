@@ -3,7 +3,8 @@ sweep needs. It sees the job list before launch and the returns after, so it
 
 - splits a dataset larger than max_partition_size into shards, one job each, then merges their predictions
   and scores them as one result;
-- relaunches a failed job up to `retry` times before reporting it failed;
+- relaunches a failed job up to `retry` times before reporting it failed (not one that failed on bad input,
+  a UserError: the same error would come back);
 - never raises for a failed job: it writes failed.json (job, error, log path), which the summary shows as `-`
   and which makes the command exit non-zero;
 - with dry_run=true prints the plan and launches nothing.
@@ -138,12 +139,11 @@ class EvalSweeper(Sweeper):
                 for k, (i, ret) in enumerate(zip(batch, returns, strict=True)):
                     final[i] = (ret, next_num + k)
                 next_num += len(batch)
-            todo = [i for i in todo if not _ok(final[i][0])]
-            if not todo:
-                break
-            for i in todo:
+            failed = [i for i in todo if not _ok(final[i][0])]
+            todo = [i for i in failed if _retryable(final[i][0])]
+            for i in failed:
                 ret, num = final[i]
-                what = "retrying" if attempt < retry else "giving up"
+                what = "retrying" if attempt < retry and i in todo else "giving up"
                 log.warning(
                     "job #%d (%s x %s) failed, attempt %d/%d, %s: %s",
                     num,
@@ -154,6 +154,8 @@ class EvalSweeper(Sweeper):
                     what,
                     _error_line(ret),
                 )
+            if not todo:
+                break
         return final
 
     def _failure(self, job: PlannedJob, ret: JobReturn, num: int, sweep_dir: Path) -> dict[str, Any]:
@@ -212,6 +214,13 @@ class EvalSweeper(Sweeper):
 
 def _ok(ret: JobReturn) -> bool:
     return ret.status == JobStatus.COMPLETED
+
+
+def _retryable(ret: JobReturn) -> bool:
+    """Crashes, kills and transient errors are worth another launch; bad input (a UserError) gives the same
+    error again."""
+    value = ret._return_value if ret.status == JobStatus.FAILED else None
+    return not isinstance(value, UserError) or bool(getattr(value, "transient", False))
 
 
 register_configs()
