@@ -151,11 +151,14 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--compare-rows", type=int, default=100, help="0 skips the answer comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "api-bench.json")
+    parser.add_argument(
+        "--no-logits-all", action="store_true", help="serve without --logits_all (gen only: no prompt logprobs)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HYDRA_EVAL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     texts = siqa_prompts(args.rows)
     work = Path(tempfile.mkdtemp(prefix="api-bench-"))
-    server = LlamaServer(free_port(), work / "server.log")
+    server = LlamaServer(free_port(), work / "server.log", logits_all=not args.no_logits_all)
     server.start()
     try:
         measure_api(server.url, texts[:2], 1, 8)  # warm-up
@@ -168,6 +171,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "command": " ".join(["python", "scripts/api_bench.py", *sys.argv[1:]]),
+        "server_logits_all": not args.no_logits_all,
         "throughput": runs,
         "answers": answers,
     }

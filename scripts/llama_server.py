@@ -36,8 +36,10 @@ def gguf_path() -> Path:
 class LlamaServer:
     """One server process on 127.0.0.1:port; stop() and start() again keep the port (restart tests)."""
 
-    def __init__(self, port: int, log: Path, api_key: str | None = None, threads: int | None = None):
-        self.port, self.log, self.api_key = port, log, api_key
+    def __init__(
+        self, port: int, log: Path, api_key: str | None = None, threads: int | None = None, logits_all: bool = True
+    ):
+        self.port, self.log, self.api_key, self.logits_all = port, log, api_key, logits_all
         self.threads = threads or os.cpu_count() or 1
         self.url = f"http://127.0.0.1:{port}/v1"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +56,14 @@ class LlamaServer:
             "--n_threads",
             str(self.threads),
         ]
-        cmd += ["--n_threads_batch", str(self.threads), "--logits_all", "true", "--interrupt_requests", "false"]
+        cmd += [
+            "--n_threads_batch",
+            str(self.threads),
+            "--logits_all",
+            str(self.logits_all).lower(),
+            "--interrupt_requests",
+            "false",
+        ]
         return cmd + (["--api_key", self.api_key] if self.api_key else [])
 
     def start(self, timeout_s: float = 120) -> None:
