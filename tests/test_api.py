@@ -132,6 +132,39 @@ def test_server_stopped_and_restarted_mid_run(llama: LlamaServer, tmp_path: Path
     assert results["usage"]["retries"] >= 1
 
 
+def posts(server: LlamaServer) -> int:
+    """Requests the server has answered so far (uvicorn's access log)."""
+    return server.log.read_text(errors="replace").count('"POST /v1/')
+
+
+def test_a_killed_job_rerun_sends_only_the_missing_requests(llama: LlamaServer, tmp_path: Path) -> None:
+    """triviaqa goes through /completions (base-model prompt, no chat template) with its stop strings."""
+    # 1 request at a time, at most 4 per second: the job is still running when its first block is saved
+    args = [*api(llama.url, "model.api.max_concurrency=1", "model.api.requests_per_s=4")]
+    args += ["dataset=triviaqa", "dataset.limit=12"]
+    args += ["checkpoint_every=4", "tracking=none"]
+    job = hydra_eval(*args, root=tmp_path, background=True)
+    rows_file = None
+    while job.poll() is None:
+        found = list((tmp_path / ".cache").rglob("rows.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 4:
+            rows_file = found[0]
+            break
+        time.sleep(0.1)
+    job.kill()
+    job.communicate()
+    assert rows_file is not None
+    saved = len(rows_file.read_text().splitlines())
+    assert 4 <= saved < 12
+    before = posts(llama)
+    r = hydra_eval(*args, root=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert posts(llama) - before == 12 - saved  # the saved rows are not asked again
+    rows = [json.loads(line) for line in next(tmp_path.rglob("predictions/*/triviaqa.jsonl")).open()]
+    assert len(rows) == 12
+    assert all("\n" not in row["generation"] and "." not in row["generation"] for row in rows)  # cut at stops
+
+
 class Flaky429(BaseHTTPRequestHandler):
     """Answers 429 to the first `failures` POSTs (the first with Retry-After), then forwards to `upstream`."""
 

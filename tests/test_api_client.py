@@ -110,3 +110,22 @@ def test_unreachable_endpoint_fails_with_one_line_after_its_retries(compose_cfg)
         lm.generate(["Hello"], 4, [], chat=True)
     assert "\n" not in str(e.value)
     assert lm.endpoint.retries == 2
+
+
+def test_rate_limiter_spaces_request_starts():
+    import asyncio
+    import time
+
+    from hydra_eval.backends.api_client import RateLimiter
+
+    async def starts() -> list[float]:
+        limiter = RateLimiter(10.0)  # one start per 0.1 s
+
+        async def one() -> float:
+            await limiter.wait()
+            return time.monotonic()
+
+        return sorted(await asyncio.gather(*[one() for _ in range(5)]))
+
+    times = asyncio.run(starts())
+    assert all(b - a >= 0.09 for a, b in zip(times, times[1:], strict=False))
