@@ -99,6 +99,15 @@ def test_ppl_is_refused_when_prompt_logprobs_are_shifted(llama: LlamaServer, tmp
     assert all(c["n_scored"] >= 1 and c["logprob"] < 0 and c["request"]["attempts"] == 1 for c in candidates)
 
 
+def test_a_wrong_key_fails_at_once_with_the_servers_answer(
+    llama: LlamaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "not-the-key")
+    r = hydra_eval(*api(llama.url), "dataset=siqa", "dataset.limit=2", "tracking=none", root=tmp_path)
+    assert r.returncode != 0
+    assert "refused a request: HTTP 401" in r.stderr and "retry" not in r.stderr  # 4xx other than 429: no retry
+
+
 def test_server_stopped_and_restarted_mid_run(llama: LlamaServer, tmp_path: Path) -> None:
     args = api(llama.url, "model.api.max_concurrency=1", "model.api.backoff_s=1", "model.api.retries=8")
     job = hydra_eval(

@@ -141,8 +141,8 @@ class Endpoint:
     ) -> Call:
         api = self.api
         for attempt in range(api.retries + 1):
-            await limiter.wait()
-            async with slots:
+            async with slots:  # a free slot first, then the rate limit: starts stay spaced
+                await limiter.wait()
                 t0 = time.perf_counter()
                 try:
                     response = await send()
@@ -150,6 +150,10 @@ class Endpoint:
                 except Exception as e:  # noqa: BLE001 - sorted into retryable or not just below
                     error = e
             if not retryable(error):
+                import openai
+
+                if not isinstance(error, openai.APIError):
+                    raise error  # a bug here, not the endpoint's answer
                 raise ApiError(f"{api.base_url} refused a request: {describe(error)}") from None
             if attempt == api.retries:
                 break
