@@ -15,12 +15,18 @@ def opencompass_request(context: str, continuation: str, encode: Encode) -> Scor
     return ScoreRequest(tokens=tuple(encode(context + continuation, True)), score_from=1)
 
 
+def split_lmeval(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's _encode_pair: trailing spaces of the context belong to the continuation."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        return context[:-n_spaces], context[-n_spaces:] + continuation
+    return context, continuation
+
+
 def lmeval_request(context: str, continuation: str, encode: Encode, prefix_token: int) -> ScoreRequest:
     """lm-eval _encode_pair: trailing spaces of the context move to the continuation; the pair is tokenized
     as one string and the context's own tokenization splits it. An empty context gets a prefix token."""
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    context, continuation = split_lmeval(context, continuation)
     if not context:
         return ScoreRequest(tokens=(prefix_token, *encode(continuation, False)), score_from=1)
     whole = encode(context + continuation, False)

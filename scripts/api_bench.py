@@ -64,6 +64,19 @@ def percentile(values: list[float], p: float) -> float:
     return nearest_rank(sorted(values), p)
 
 
+def rates(backend: str, gens: list[Any], wall: float) -> dict[str, Any]:
+    new_tokens = sum(g.n_new_tokens for g in gens)
+    return {
+        "backend": backend,
+        "requests": len(gens),
+        "wall_s": wall,
+        "requests_per_s": len(gens) / wall,
+        "prompt_tokens_per_s": sum(g.n_prompt_tokens for g in gens) / wall,
+        "new_tokens_per_s": new_tokens / wall,
+        "new_tokens": new_tokens,
+    }
+
+
 def measure_api(url: str, texts: list[str], concurrency: int, max_new: int) -> dict[str, Any]:
     from hydra_eval.backends.api import ApiLM
 
@@ -73,18 +86,9 @@ def measure_api(url: str, texts: list[str], concurrency: int, max_new: int) -> d
     lm = ApiLM(cfg.model)
     t0 = time.perf_counter()
     gens = lm.generate(texts, max_new, [], chat=True)
-    wall = time.perf_counter() - t0
     latencies = [float(g.request["latency_s"]) for g in gens if g.request]
-    prompt_tokens = sum(g.n_prompt_tokens for g in gens)
-    new_tokens = sum(g.n_new_tokens for g in gens)
     return {
-        "backend": f"llama.cpp server, {concurrency} concurrent",
-        "requests": len(gens),
-        "wall_s": wall,
-        "requests_per_s": len(gens) / wall,
-        "prompt_tokens_per_s": prompt_tokens / wall,
-        "new_tokens_per_s": new_tokens / wall,
-        "new_tokens": new_tokens,
+        **rates(f"llama.cpp server, {concurrency} concurrent", gens, time.perf_counter() - t0),
         "latency_p50_s": percentile(latencies, 50),
         "latency_p95_s": percentile(latencies, 95),
     }
@@ -99,18 +103,7 @@ def measure_local(texts: list[str], max_new: int, batch_size: int) -> dict[str, 
     lm = LocalLM(model, tokenizer, batch_size, cfg.model.max_seq_len, progress=False)
     t0 = time.perf_counter()
     gens = lm.generate(texts, max_new, [], chat=True)
-    wall = time.perf_counter() - t0
-    prompt_tokens = sum(g.n_prompt_tokens for g in gens)
-    new_tokens = sum(g.n_new_tokens for g in gens)
-    return {
-        "backend": f"hydra-eval local (transformers, fp32), batch {batch_size}",
-        "requests": len(gens),
-        "wall_s": wall,
-        "requests_per_s": len(gens) / wall,
-        "prompt_tokens_per_s": prompt_tokens / wall,
-        "new_tokens_per_s": new_tokens / wall,
-        "new_tokens": new_tokens,
-    }
+    return rates(f"hydra-eval local (transformers, fp32), batch {batch_size}", gens, time.perf_counter() - t0)
 
 
 def run_job(model_args: list[str], rows: int, out: Path) -> list[dict[str, Any]]:

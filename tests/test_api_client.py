@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from hydra_eval import usage
-from hydra_eval.backends.api import ApiLM, score_echo, split_lmeval
+from hydra_eval.backends.api import ApiLM, score_echo
 from hydra_eval.backends.api_client import ApiError, api_key, backoff
 from hydra_eval.errors import UserError
+from hydra_eval.requests import split_lmeval
 
 
 def test_backoff_doubles_up_to_the_cap_and_retry_after_wins():

@@ -16,6 +16,7 @@ from hydra_eval.backends.api_client import ApiError, Call, Endpoint
 from hydra_eval.backends.local import cut_at_stop
 from hydra_eval.errors import UserError
 from hydra_eval.records import Generation
+from hydra_eval.requests import split_lmeval
 
 ENDPOINTS = ("auto", "chat", "completions")
 MAX_STOP = 4  # the OpenAI API takes at most 4 stop strings; the rest are cut here
@@ -42,14 +43,6 @@ def request_record(call: Call) -> dict[str, Any]:
         "latency_s": round(call.latency_s, 4),
         "attempts": call.attempts,
     }
-
-
-def split_lmeval(context: str, continuation: str) -> tuple[str, str]:
-    """lm-eval's _encode_pair: trailing spaces of the context belong to the continuation."""
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        return context[:-n_spaces], context[-n_spaces:] + continuation
-    return context, continuation
 
 
 def score_echo(logprobs: Any, text: str, score_from_char: int) -> tuple[float, int, int, bool]:
