@@ -78,6 +78,46 @@ def test_packed_scores_equal_separate_full_sequences(tiny):
                 assert result.n_scored == len(request.tokens) - request.score_from
 
 
+def test_flat_forward_equals_transformers_forward(tiny):
+    """The padding-free forward (fused q|k|v and gate|up, matmuls over real tokens only) gives the scores of
+    transformers' own forward over the padded batch, for any token budget."""
+    model, tokenizer = tiny
+    g = torch.Generator().manual_seed(1)
+    groups = [
+        [ScoreRequest(tuple(torch.randint(3, 200, (n,), generator=g).tolist()), 1) for n in (5, 17, 3)],
+        [ScoreRequest((7, 8, 9, 10, 11, 12), 2), ScoreRequest((7, 8, 9, 40), 4)],
+        [ScoreRequest(tuple(range(20, 60)), 30)],
+    ]
+    reference = LocalLM(model, tokenizer, 4, 512, token_budget=4096, progress=False, flat_forward=False)
+    assert reference._fused is None
+    expected = reference.score_groups(groups)
+    for budget in (1, 64, 4096):
+        engine = lm(tiny, 4, token_budget=budget)
+        assert engine._fused is not None
+        for want, got in zip(expected, engine.score_groups(groups), strict=True):
+            for a, b in zip(want, got, strict=True):
+                assert b.logprob == pytest.approx(a.logprob, abs=1e-5)
+                assert (b.greedy, b.n_scored) == (a.greedy, a.n_scored)
+
+
+def test_fused_weights_are_views_not_copies(tiny):
+    model, _ = tiny
+    engine = lm(tiny, 4)
+    attn = model.get_decoder().layers[0].self_attn
+    fused = engine._fused[0].qkv
+    assert attn.q_proj.weight.data_ptr() == fused.data_ptr()
+    assert attn.k_proj.weight.data_ptr() == fused[attn.q_proj.weight.shape[0] :].data_ptr()
+
+
+def test_other_architectures_keep_the_transformers_forward():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hydra_eval.backends import flat
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50))
+    assert not flat.supports(gpt2)
+
+
 def test_packing_computes_the_shared_prefix_once(tiny):
     engine = lm(tiny, 4)
     prefix = tuple(range(10, 40))

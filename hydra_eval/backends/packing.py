@@ -92,6 +92,8 @@ class Collated:
     mask: Any  # (B, 1, T, T) bool, True = may attend
     entry_row: Any
     entry_col: Any
+    flat: Any  # (N,) index of each real token in the padded (B * T) layout, row by row
+    entry_flat: Any  # each entry's index among the N real tokens
     entry_target: Any
     pair_entry: Any  # into the batch's flat entry list
     pair_cand: Any  # into the batch's flat candidate list
@@ -106,8 +108,8 @@ def collate(groups: Sequence[PackedGroup], pad_id: int) -> Collated:
     ids = torch.full((len(groups), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(groups), width), dtype=torch.long)
     segments = torch.full((len(groups), width), -1, dtype=torch.long)
-    rows, cols, targets, pair_entry, pair_cand = [], [], [], [], []
-    n_entries = n_cands = 0
+    rows, cols, targets, pair_entry, pair_cand, flat, entry_flat = [], [], [], [], [], [], []
+    n_entries = n_cands = n_real = 0
     for b, g in enumerate(groups):
         n = len(g.tokens)
         ids[b, :n] = torch.tensor(g.tokens)
@@ -115,6 +117,9 @@ def collate(groups: Sequence[PackedGroup], pad_id: int) -> Collated:
         segments[b, :n] = torch.tensor(g.segments)
         rows.append(torch.full((len(g.entry_pos),), b))
         cols.append(torch.tensor(g.entry_pos, dtype=torch.long))
+        flat.append(torch.arange(n) + b * width)
+        entry_flat.append(cols[-1] + n_real)
+        n_real += n
         targets.append(torch.tensor(g.entry_target, dtype=torch.long))
         pair_entry.append(torch.tensor(g.pair_entry, dtype=torch.long) + n_entries)
         pair_cand.append(torch.tensor(g.pair_cand, dtype=torch.long) + n_cands)
@@ -132,9 +137,11 @@ def collate(groups: Sequence[PackedGroup], pad_id: int) -> Collated:
         mask=mask[:, None],
         entry_row=torch.cat(rows),
         entry_col=torch.cat(cols),
+        flat=torch.cat(flat),
+        entry_flat=torch.cat(entry_flat),
         entry_target=torch.cat(targets),
         pair_entry=torch.cat(pair_entry),
         pair_cand=torch.cat(pair_cand),
         n_candidates=n_cands,
-        real_tokens=sum(len(g.tokens) for g in groups),
+        real_tokens=n_real,
     )
