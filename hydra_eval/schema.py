@@ -140,6 +140,7 @@ class DatasetConfig:
     hf_name: str | None = None
     split: str = "validation"
     limit: int | None = None  # first N rows only
+    stride: int = 1  # every k-th row only (before limit): a systematic sample of the whole split
     labels: list[str] = field(default_factory=list)  # option letters for gen-mode multiple choice
     description: str | None = None  # template put before everything (lm-eval's task description)
     fewshot: FewshotConfig = field(default_factory=FewshotConfig)

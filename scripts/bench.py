@@ -139,6 +139,7 @@ def run_hydra_eval(
     peak: float,
     device: str = "cpu",
     dtype: str = "float32",
+    stride: int = 1,
 ) -> dict[str, Any]:
     out = work / f"hydra_eval_{dataset}_{time.time_ns()}"
     cmd = [
@@ -152,6 +153,8 @@ def run_hydra_eval(
     ]
     if limit:
         cmd.append(f"dataset.limit={limit}")
+    if stride > 1:
+        cmd.append(f"dataset.stride={stride}")
     measured = run_measured(cmd, work / f"{out.name}.log")
     result = json.loads(next(out.glob("results/*/*.json")).read_text())
     t = result["throughput"]
@@ -194,7 +197,7 @@ def warm_gguf_cache() -> float:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def write_lmeval_task(task: str, limit: int | None, folder: Path) -> str:
+def write_lmeval_task(task: str, limit: int | None, folder: Path, stride: int = 1) -> str:
     from hydra import compose, initialize_config_module
 
     from hydra_eval.config import setup
@@ -205,6 +208,7 @@ def write_lmeval_task(task: str, limit: int | None, folder: Path) -> str:
     with initialize_config_module(config_module="hydra_eval.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"dataset={name}", "output_dir=unused"])
     cfg.dataset.limit = limit
+    cfg.dataset.stride = stride
     samples = load_samples(cfg.dataset).samples
     data = folder / f"{task}.jsonl"
     data.write_text("".join(json.dumps({**s.fields, "gold": s.gold}) + "\n" for s in samples))
@@ -225,12 +229,13 @@ def run_lmeval(
     peak: float,
     device: str = "cpu",
     dtype: str = "float32",
+    stride: int = 1,
 ) -> dict[str, Any]:
     from hydra_eval.config import package_dir
 
     folder = work / f"lmeval_{task}_{batch_size}_{time.time_ns()}"
     folder.mkdir()
-    task_name = write_lmeval_task(task, limit, folder)
+    task_name = write_lmeval_task(task, limit, folder, stride)
     stats = folder / "stats.json"
     cmd = [
         python,
@@ -322,11 +327,20 @@ def main() -> None:
     parser.add_argument("--opencompass-python", default=str(ROOT.parent / "oc-venv" / "bin" / "python"))
     parser.add_argument("--lmeval-batch-sizes", default="16,32,64")
     parser.add_argument("--limit", action="append", default=[], help="TASK=N: first N rows of a task")
+    parser.add_argument(
+        "--stride",
+        action="append",
+        default=[],
+        help="TASK=K: every K-th row of a task (a sample of the whole set)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench.json")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (hydra-eval and lm-eval)")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 (hydra-eval and lm-eval)")
     args = parser.parse_args()
     limits = {k: int(v) for k, v in (x.split("=") for x in args.limit)}
+    strides = {k: int(v) for k, v in (x.split("=") for x in args.stride)}
+    if "piqa_oc" in strides:
+        raise SystemExit("--stride: OpenCompass's script takes the first rows only (--limit piqa_oc=N)")
 
     peak = matmul_peak_gflops()
     flops = model_flops()
@@ -338,7 +352,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             limit = limits.get(task)
             common = {"limit": limit, "work": work, "flops": flops, "peak": peak}
-            on = {"device": args.device, "dtype": args.dtype}
+            on = {"device": args.device, "dtype": args.dtype, "stride": strides.get(task, 1)}
             pair: list[Callable[[], dict[str, Any]]]
             if task == "piqa_oc":
                 pair = [
@@ -352,7 +366,7 @@ def main() -> None:
                     for b in args.lmeval_batch_sizes.split(",")
                 ]
             for run in pair:  # alternate: ours, then theirs
-                r = {"task": task, "limit": limit, **run()}
+                r = {"task": task, "limit": limit, "stride": strides.get(task, 1), **run()}
                 print(json.dumps(r), flush=True)
                 runs.append(r)
     report = {

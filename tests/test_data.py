@@ -21,6 +21,19 @@ def test_siqa_labels_become_zero_based(compose_cfg):
     assert data.samples[0].gold == int(first_label) - 1
 
 
+def test_stride_takes_every_kth_row_and_keeps_its_index(compose_cfg):
+    full = load_samples(compose_cfg("dataset=piqa").dataset).samples
+    sampled = load_samples(compose_cfg("dataset=piqa", "dataset.stride=100").dataset).samples
+    assert [s.id for s in sampled] == [s.id for s in full[::100]]
+    assert [s.fields for s in sampled] == [s.fields for s in full[::100]]
+    assert (
+        len(load_samples(compose_cfg("dataset=piqa", "dataset.stride=100", "dataset.limit=5").dataset).samples)
+        == 5
+    )
+    with pytest.raises(UserError, match="stride"):
+        load_samples(compose_cfg("dataset=piqa", "dataset.stride=0").dataset)
+
+
 def write_piqa(folder, rows, labels):
     folder.mkdir(parents=True)
     (folder / "valid.jsonl").write_text("".join(r + "\n" for r in rows))

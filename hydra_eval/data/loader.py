@@ -104,15 +104,17 @@ def _read(cfg: Any, files: dict[str, str], split: str | None) -> tuple[list[dict
 
 
 def load_samples(cfg: Any) -> LoadedData:
-    """Read the dataset named by a dataset config (and its few-shot pool), apply ``limit``, fingerprint."""
+    """Read the dataset named by a dataset config (and its few-shot pool), apply ``stride`` and ``limit``,
+    fingerprint. A sample keeps its row's index in the whole split as its id."""
     if not cfg.path and not cfg.files:
         raise UserError(f"dataset '{cfg.name}' needs a file: dataset.path=<rows.jsonl or .csv>")
     files = {"rows": cfg.path} if cfg.path else dict(cfg.files)
     rows, source, fingerprint = _read(cfg, files, cfg.split)
-    if cfg.limit is not None:
-        rows = rows[: cfg.limit]
+    if cfg.stride < 1:
+        raise UserError(f"dataset.stride must be 1 or more, not {cfg.stride}")
+    indexed = list(enumerate(rows))[:: cfg.stride][: cfg.limit]
     to_sample: Callable[[dict[str, Any], int], Sample] = import_object(cfg.record_to_sample)
-    samples = [to_sample(row, i) for i, row in enumerate(rows)]
+    samples = [to_sample(row, i) for i, row in indexed]
     fewshot = cfg.fewshot
     if not fewshot.k:
         return LoadedData(samples=samples, source=source, fingerprint=fingerprint)
