@@ -59,8 +59,8 @@ test-quick: $(STAMP) ## Tests without the slow ones (real model, Slurm, llama.cp
 parity: $(STAMP) ## hydra-eval vs lm-eval on the same rows of arc, boolq, winogrande, lambada, mmlu (docs/benchmarks.md)
 	$(BIN)/python scripts/lmeval_parity.py $(ARGS)
 
-bench: $(STAMP) ## hydra-eval vs lm-eval / OpenCompass (their venvs: see docs/benchmarks.md); ARGS=--tasks piqa ...
-	$(BIN)/python scripts/bench.py $(ARGS)
+bench: $(STAMP) ## hydra-eval vs lm-eval / OpenCompass, HellaSwag on every 20th item (venvs: docs/benchmarks.md); ARGS=--tasks piqa ...
+	$(BIN)/python scripts/bench.py --stride hellaswag=20 $(ARGS)
 
 check: $(STAMP) ## ruff (lint + format), mypy, yamllint
 	$(BIN)/ruff check hydra_eval hydra_plugins tests scripts

@@ -6,7 +6,8 @@ in scoring, examples/s, tokens computed, tokens/s, peak RSS, accuracy, and model
 scoring phase against the fp32 matmul peak measured in the same run.
 
     python scripts/bench.py --lm-eval-python ../lmeval-venv/bin/python \\
-        --opencompass-python ../oc-venv/bin/python --tasks piqa,piqa_oc,hellaswag --out outputs/bench.json
+        --opencompass-python ../oc-venv/bin/python --tasks piqa,piqa_oc,hellaswag --stride hellaswag=20 \\
+        --out outputs/bench.json
 
 Tasks:
   piqa       hydra-eval dataset=piqa_lmeval  vs lm-eval (local task = its piqa task), best of batch sizes
