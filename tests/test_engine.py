@@ -118,6 +118,18 @@ def test_other_architectures_keep_the_transformers_forward():
     assert not flat.supports(gpt2)
 
 
+def test_quantized_or_offloaded_layers_keep_the_transformers_forward(compose_cfg):
+    from hydra_eval.backends import flat
+
+    model, _ = loading.load(compose_cfg("model=tiny_llama").model)
+    assert flat.supports(model)
+    layer = model.get_decoder().layers[-1]
+    layer.mlp.up_proj = torch.nn.Linear(
+        layer.mlp.up_proj.in_features, layer.mlp.up_proj.out_features, bias=False, device="meta"
+    )
+    assert not flat.supports(model)
+
+
 def test_packing_computes_the_shared_prefix_once(tiny):
     engine = lm(tiny, 4)
     prefix = tuple(range(10, 40))

@@ -23,11 +23,25 @@ def supports(model: Any) -> bool:
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "model_type", None) not in SUPPORTED:
         return False
-    return (
+    if not (
         getattr(cfg, "pretraining_tp", 1) == 1
         and getattr(cfg, "hidden_act", "silu") == "silu"
         and not getattr(cfg, "attention_bias", False)
         and not getattr(cfg, "mlp_bias", False)
+    ):
+        return False
+    return all(_plain_linear(layer) for layer in model.get_decoder().layers)
+
+
+def _plain_linear(layer: Any) -> bool:
+    """Ordinary float weights on a real device: not quantized (bitsandbytes, GPTQ) nor offloaded (meta)."""
+    import torch
+
+    attn, mlp = layer.self_attn, layer.mlp
+    linears = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+    return all(
+        type(lin) is torch.nn.Linear and lin.weight.is_floating_point() and lin.weight.device.type != "meta"
+        for lin in linears
     )
 
 
