@@ -89,20 +89,21 @@ def _fuse_weights(linears: list[Any], torch: Any) -> Any:
     return fused
 
 
-def hidden_states(
-    model: Any, layers: list[FusedLayer], ids: Any, positions: Any, flat: Any, mask: Any, shape: tuple[int, int]
-) -> Any:
+def hidden_states(model: Any, layers: list[FusedLayer], ids: Any, positions: Any, flat: Any, mask: Any) -> Any:
     """Final-norm hidden states (N, d) of the N real tokens ids[flat] (a flat index into the padded (B, T)
-    layout `shape`); `mask` is the (B, 1, T, T) attention mask of the padded layout."""
+    `ids`); `mask` is the (B, 1, T, T) bool attention mask of the padded layout."""
     import torch
     import torch.nn.functional as F
+
+    # an additive float mask, made once: SDPA would convert a bool mask again in every layer
+    mask = torch.zeros(mask.shape, dtype=model.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
     decoder = model.get_decoder()
     cfg = model.config
     n_heads, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
     q_size, kv_size = n_heads * head_dim, n_kv * head_dim
-    batch, width = shape
+    batch, width = ids.shape
     n = flat.shape[0]
 
     x = decoder.embed_tokens(ids.reshape(-1)[flat])

@@ -91,9 +91,7 @@ class LocalLM:
                 c.ids.to(device),
                 c.positions.to(device),
                 c.flat.to(device),
-                # an additive float mask, made once per batch: SDPA would convert a bool mask in every layer
-                torch.zeros(c.mask.shape, dtype=self.model.dtype).masked_fill_(~c.mask, float("-inf")).to(device),
-                tuple(c.ids.shape),
+                c.mask.to(device),
             )
             entries = hidden[c.entry_flat.to(device)]
         else:
