@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from hydra_eval import prompts
-from hydra_eval.outputs import read_json, read_jsonl, write_json
+from hydra_eval.outputs import disk_errors, read_json, read_jsonl, write_json
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class PredictionStore:
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        with self._locked(), self.rows_path.open("a+b") as f:
+        with disk_errors(self.dir, "a batch of predictions"), self._locked(), self.rows_path.open("a+b") as f:
             f.seek(0, os.SEEK_END)
             if f.tell():  # a kill may have cut the last line short: start on a line of our own
                 f.seek(-1, os.SEEK_END)

@@ -13,6 +13,10 @@ from hydra_eval.errors import UserError
 
 setup()
 log = logging.getLogger("hydra_eval")
+INTERRUPTED = (
+    "interrupted: every finished batch of predictions is saved (paths.cache_dir); "
+    "run the same command again to compute only the rest"
+)
 
 
 def _is_multirun() -> bool:
@@ -29,6 +33,9 @@ def hydra_main(cfg: DictConfig) -> None:
     multirun = _is_multirun()
     try:
         run(cfg, print_summary=not multirun)  # a sweep prints one table at its end (callbacks.SweepSummary)
+    except KeyboardInterrupt:
+        log.error(INTERRUPTED)
+        sys.exit(130)
     except UserError as e:
         log.error("%s", e)  # into the job's log file too, which a failed sweep job's report points to
         if multirun:
@@ -44,7 +51,11 @@ def main() -> None:
     """The `hydra-eval` command: exits non-zero when a sweep ends with failed jobs."""
     from hydra_eval.callbacks import FAILED_JOBS
 
-    hydra_main()
+    try:
+        hydra_main()
+    except KeyboardInterrupt:  # in the submitting process of a sweep
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(130)
     if FAILED_JOBS:
         sys.exit(1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import secrets
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -24,6 +25,12 @@ def absolute_path(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def unique_suffix() -> str:
+    """Random hex for run and sweep folder names (``${he.unique:}``): two runs started in the same second get
+    folders of their own. Cached like ${now:}, so a sweep's jobs see their submitter's value."""
+    return secrets.token_hex(3)
+
+
 def register_plugins() -> None:
     """Make Hydra know hydra-eval's sweeper and launchers. Hydra finds plugins by listing the hydra_plugins
     namespace package, which an editable install (pip install -e) hides from that listing; importing them
@@ -43,3 +50,4 @@ def setup() -> None:
     register_plugins()
     OmegaConf.register_new_resolver("he.pkg_dir", package_dir, replace=True)
     OmegaConf.register_new_resolver("he.abspath", absolute_path, replace=True)
+    OmegaConf.register_new_resolver("he.unique", unique_suffix, replace=True, use_cache=True)

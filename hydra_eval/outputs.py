@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hydra_eval.errors import UserError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(UserError):
+    """No space left where a job writes: says where, and that the files written before it are whole."""
+
+    def __init__(self, folder: Path, what: str):
+        super().__init__(
+            f"no space left on the disk of {folder}: {what} not written (every file written before is complete "
+            "and valid; free some space and run the same command again to finish)"
+        )
+
+
+@contextlib.contextmanager
+def disk_errors(folder: Path, what: str) -> Any:
+    """Turn 'no space left' (or a full quota) into a DiskFull naming the folder."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in NO_SPACE:
+            raise DiskFull(folder, what) from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -30,12 +59,49 @@ class JobFiles:
         return self.root / "results" / self.model / f"{self.dataset}.json"
 
 
+LOCK = ".hydra-eval.lock"
+
+
+@contextlib.contextmanager
+def exclusive(root: Path) -> Any:
+    """One live run per folder: another run of the same folder (an explicit hydra.run.dir) is refused while
+    this one lives. The lock goes with the process that holds it, a kill -9 included."""
+    with disk_errors(root, LOCK):
+        fd = os.open(root / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise UserError(
+                f"{root} is in use by a live run ({holder}): give this run a folder of its own "
+                "(hydra.run.dir=... or hydra.sweep.dir=...), or wait until that one ends"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write whole or not at all: a temporary file beside it, renamed over it; on failure no temporary file
+    is left and the old file (if any) is untouched."""
+    with disk_errors(path.parent, str(path.name)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(path, text)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from hydra_eval import summary
+from hydra_eval import outputs, summary, validate
 from hydra_eval.errors import UserError
 from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
-from hydra_eval.outputs import JobFiles, write_json
+from hydra_eval.outputs import JobFiles, disk_errors, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
     if cfg.mode.sync:
         _sync(cfg)
         return None
+    validate.check(cfg)
     if cfg.suite is not None:
         raise UserError(f"suite={cfg.suite.name} runs one job per dataset: add -m (hydra-eval -m suite=...)")
     if cfg.dry_run:
@@ -36,8 +38,14 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
 
         check_allowed(cfg.dataset.execution, cfg.dataset.name)  # before hours of generation, not after
     root = Path(cfg.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    with disk_errors(root, "the job folder"):
+        root.mkdir(parents=True, exist_ok=True)
+    with outputs.exclusive(root):
+        return _stages(cfg, root, print_summary)
+
+
+def _stages(cfg: Any, root: Path, print_summary: bool) -> dict[str, Any] | None:
+    write_text(root / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_json(root / "config.json", OmegaConf.to_container(cfg, resolve=True))
     context = job_context(cfg)
     write_json(root / "job.json", context)
@@ -64,7 +72,8 @@ def _sync(cfg: Any) -> None:
         log.error("mode=sync needs tracking enabled (tracking=default or tracking.uri=...)")
         return
     done, failed = tracking.sync(cfg.tracking, Path(cfg.paths.output_root))
-    print(f"synced {done} job(s) to {cfg.tracking.uri}; {failed} still unsynced")
+    # stdout carries only tables
+    print(f"synced {done} job(s) to {cfg.tracking.uri}; {failed} still unsynced", file=sys.stderr)
 
 
 def _summary(cfg: Any, root: Path) -> str:

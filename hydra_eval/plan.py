@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from hydra_eval import validate
+
 FAILED_FILE = "failed.json"  # written by the sweeper at the end of a sweep: what failed, why, where its log is
 PLAN_FILE = "plan.json"
 RESOURCE_KEYS = ("partition", "timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb")
@@ -76,6 +78,7 @@ def expand(
     plan = []
     for overrides in combos:
         cfg = compose(list(overrides))
+        validate.check(cfg)
         base = PlannedJob(list(overrides), cfg.model.name, cfg.dataset.name, resources=resources(cfg))
         size = cfg.max_partition_size
         if not size or not (cfg.mode.infer and cfg.mode.eval):

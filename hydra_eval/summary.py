@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from hydra_eval.outputs import read_json
+from hydra_eval.errors import UserError
+from hydra_eval.outputs import DiskFull, read_json, write_text
+
+log = logging.getLogger(__name__)
 
 HEADER = ["dataset", "version", "metric", "mode"]
 
@@ -69,12 +73,17 @@ def write(
     """Build the table for everything under root (or for the given records), write it to
     root/summary/summary_<time>.{txt,md,csv}, return its text."""
     results = collect(root) if records is None else records
+    if not results and not failed:
+        where = "MLflow" if records is not None else f"{root} (no results/*/*.json)"
+        raise UserError(f"no results in {where}: nothing to show; run mode=eval (or mode=all) first")
     rows = table(results, models, failed)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder = root / "summary"
-    folder.mkdir(parents=True, exist_ok=True)
     text = to_text(rows)
-    (folder / f"summary_{stamp}.txt").write_text(text, encoding="utf-8")
-    (folder / f"summary_{stamp}.md").write_text(to_markdown(rows), encoding="utf-8")
-    (folder / f"summary_{stamp}.csv").write_text(to_csv(rows), encoding="utf-8")
+    try:
+        write_text(folder / f"summary_{stamp}.txt", text)
+        write_text(folder / f"summary_{stamp}.md", to_markdown(rows))
+        write_text(folder / f"summary_{stamp}.csv", to_csv(rows))
+    except DiskFull as e:  # the table is still shown; the results it comes from are whole
+        log.warning("summary files not written: %s", e)
     return text

@@ -8,6 +8,7 @@ no duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,18 +46,32 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return {key(prefix[:-1]): value[:6000]}
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///<path>` URI (absolute paths have a fourth slash), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?")[0])
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a local store keeps artifacts: `mlartifacts` beside its database, as a correct file URI."""
+    database = sqlite_path(uri)
+    return None if database is None else database.absolute().parent.joinpath("mlartifacts").as_uri()
+
+
 def _configure(tracking: Any) -> Any:
     """A client that gives up fast: a dead server must cost seconds, not MLflow's default minutes of retries."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(tracking.retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(tracking.timeout_s))
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout carries only tables
     from mlflow.tracking import MlflowClient
 
-    if not tracking.uri.startswith("sqlite:///"):
+    database = sqlite_path(tracking.uri)
+    if database is None:
         return MlflowClient(tracking_uri=tracking.uri)
     # Creating a fresh SQLite store runs schema migrations that race between processes: one at a time.
     import fcntl
 
-    database = Path(tracking.uri[len("sqlite:///") - 1 :].split("?")[0])
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{database}.init-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -67,11 +82,7 @@ def _configure(tracking: Any) -> Any:
 
 def _experiment_id(client: Any, tracking: Any) -> str:
     # A local store keeps artifacts beside its database (not in the working directory); a server proxies them.
-    location = None
-    if tracking.uri.startswith("sqlite:///"):
-        location = (
-            Path(tracking.uri[len("sqlite:///") - 1 :].split("?")[0]).parent.joinpath("mlartifacts").as_uri()
-        )
+    location = artifact_root(tracking.uri)
     for _ in range(5):
         experiment = client.get_experiment_by_name(tracking.experiment)
         if experiment is not None:
@@ -196,7 +207,9 @@ def mirror_job(tracking: Any, job_dir: Path, parent_run_id: str | None = None) -
     try:
         experiment_id, run_id = _with_retries(log_it)
     except Exception as e:
-        (job_dir / UNSYNCED).write_text(_warn(f"job {job_dir}", e) + "\n")
+        message = _warn(f"job {job_dir}", e)
+        with contextlib.suppress(OSError):  # a full disk: mode=sync still finds it (no mlflow.json)
+            (job_dir / UNSYNCED).write_text(message + "\n")
         return None
     write_json(job_dir / SYNCED, {"run_id": run_id, "tracking_uri": tracking.uri, "experiment_id": experiment_id})
     (job_dir / UNSYNCED).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from hydra_eval import redact
 from hydra_eval.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ class ApiError(UserError):
     """The endpoint refused a request, or kept failing after every retry (transient: a sweep may relaunch)."""
 
     def __init__(self, message: str, transient: bool = False):
-        super().__init__(message)
+        super().__init__(redact.text(message))  # an endpoint's reply may echo the key
         self.transient = transient
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickled back from submitit jobs with its flag
@@ -45,7 +46,7 @@ def api_key(api: Any) -> str:
     key = os.environ.get(api.api_key_env)
     if not key:
         raise UserError(f"model.api.api_key_env: the environment variable {api.api_key_env} is not set")
-    return key
+    return redact.secret(key)
 
 
 def backoff(attempt: int, base_s: float, cap_s: float, retry_after_s: float | None = None) -> float:

@@ -7,11 +7,12 @@ Every row is checked before anything runs; a bad row is reported with its file a
 from __future__ import annotations
 
 import csv
+import io
 import string
 from pathlib import Path
 from typing import Any
 
-from hydra_eval.data.files import read_jsonl
+from hydra_eval.data.files import read_jsonl, read_text
 from hydra_eval.errors import UserError
 from hydra_eval.records import Sample
 
@@ -22,7 +23,7 @@ def read_local(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
     path = directory / files["rows"]
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
+        with io.StringIO(read_text(path), newline="") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "question" not in reader.fieldnames or "answer" not in reader.fieldnames:
                 raise UserError(
@@ -39,8 +40,27 @@ def read_local(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
                         raise UserError(f"{path}:{reader.line_num}: malformed row, a blank choice before the last")
                     row["choices"] = cells
                 rows.append({**row, "_where": f"{path}:{reader.line_num}"})
-        return rows
-    return read_jsonl(path, where_field="_where")
+    else:
+        rows = read_jsonl(path, where_field="_where")
+    for i, row in enumerate(rows):  # each row's own problems first, named by its line
+        record_to_sample(row, i)
+    _one_kind(rows)
+    return rows
+
+
+def _one_kind(rows: list[dict[str, Any]]) -> None:
+    """A file is multiple choice or free-form QA, not both: a free-form row among choice rows would be scored
+    as a one-candidate question that is always right."""
+    if not rows:
+        return
+    first = "choices" in rows[0]
+    for row in rows:
+        if ("choices" in row) != first:
+            kinds = ("multiple-choice", "free-form") if first else ("free-form", "multiple-choice")
+            raise UserError(
+                f"{row['_where']}: a {kinds[1]} row in a {kinds[0]} file (from {rows[0]['_where']} on); "
+                "keep multiple-choice and free-form questions in separate files"
+            )
 
 
 def _gold_index(answer: Any, choices: list[str], where: str) -> int:
@@ -71,6 +91,8 @@ def record_to_sample(row: dict[str, Any], index: int) -> Sample:
     if choices is not None:
         if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c for c in choices):
             raise UserError(f"{where}: malformed row, choices must be a list of at least 2 non-empty strings")
+        if len(choices) > len(LETTERS):
+            raise UserError(f"{where}: {len(choices)} choices; at most {len(LETTERS)} (one letter, A-Z, each)")
         gold = _gold_index(answer, choices, where)
         options = "".join(f"{LETTERS[i]}. {c}\n" for i, c in enumerate(choices))
         fields = {

@@ -9,29 +9,41 @@ from typing import Any
 from hydra_eval.errors import UserError
 
 
+def read_text(path: Path) -> str:
+    """A data file's text: UTF-8, a leading byte-order mark dropped; anything else is one line that names the
+    file, the line and the byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def read_jsonl(path: Path, where_field: str | None = None) -> list[dict[str, Any]]:
     """Rows of a JSON-lines file; with where_field, each row also gets "<file>:<line>" under that key, so
     later checks can name the line."""
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: malformed row, not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{lineno}: malformed row, expected a JSON object")
-            if where_field:
-                row[where_field] = f"{path}:{lineno}"
-            rows.append(row)
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: malformed row, not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{lineno}: malformed row, expected a JSON object")
+        if where_field:
+            row[where_field] = f"{path}:{lineno}"
+        rows.append(row)
     return rows
 
 
 def read_labels(path: Path) -> list[str]:
-    with path.open(encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in read_text(path).split("\n") if line.strip()]
 
 
 def attach_labels(rows: list[dict[str, Any]], labels: list[str], rows_path: Path, labels_path: Path) -> None:

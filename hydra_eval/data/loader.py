@@ -94,13 +94,22 @@ def _read(cfg: Any, files: dict[str, str], split: str | None) -> tuple[list[dict
             rows = _read_hub(cfg, split)
         except Exception as e:  # offline, unknown repo, missing split: all end the same way for a user
             raise UserError(
-                f"no data for dataset '{cfg.name}': no files {[p.name for p in paths]} in {directory} "
+                f"no data for dataset '{cfg.name}': missing {', '.join(str(p) for p in paths if not _exists(p))} "
                 f"(set paths.data_dir=...), and the HF hub '{cfg.hf_path}' failed: "
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             ) from None
         source = f"hf://{cfg.hf_path}" + (f"/{cfg.hf_name}" if cfg.hf_name else "") + f"@{split}"
         return rows, source, {source: hashlib.sha256(repr(rows).encode()).hexdigest()}
-    raise UserError(f"no data for dataset '{cfg.name}': no files {[p.name for p in paths]} in {directory}")
+    missing = [str(p) for p in paths if not _exists(p)]
+    raise UserError(f"no data for dataset '{cfg.name}': missing {', '.join(missing)} (set paths.data_dir=...)")
+
+
+def _check_path(path: str, directory: Path, field_name: str) -> None:
+    full = directory / path
+    if full.is_dir():
+        raise UserError(f"{field_name}={path}: {full} is a folder; name a .jsonl or .csv file of rows")
+    if not full.is_file():
+        raise UserError(f"{field_name}={path}: no such file ({full})")
 
 
 def load_samples(cfg: Any) -> LoadedData:
@@ -108,8 +117,14 @@ def load_samples(cfg: Any) -> LoadedData:
     fingerprint. A sample keeps its row's index in the whole split as its id."""
     if not cfg.path and not cfg.files:
         raise UserError(f"dataset '{cfg.name}' needs a file: dataset.path=<rows.jsonl or .csv>")
+    if cfg.path:
+        _check_path(cfg.path, Path(cfg.local_dir), "dataset.path")
+    if cfg.fewshot_path and cfg.fewshot.k:
+        _check_path(cfg.fewshot_path, Path(cfg.local_dir), "dataset.fewshot_path")
     files = {"rows": cfg.path} if cfg.path else dict(cfg.files)
     rows, source, fingerprint = _read(cfg, files, cfg.split)
+    if not rows:
+        raise UserError(f"dataset '{cfg.name}': no rows in {source} (the file is empty or blank)")
     if cfg.stride < 1:
         raise UserError(f"dataset.stride must be 1 or more, not {cfg.stride}")
     indexed = list(enumerate(rows))[:: cfg.stride][: cfg.limit]

@@ -1,0 +1,54 @@
+"""Values a config can hold but a job cannot use: each is one clear error line before anything heavy runs.
+
+(Closed sets of values, such as a convention or a mode, are the schema's job; these are ranges and the
+schemas every config extends.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from hydra_eval.errors import UserError
+
+GROUPS = ("model", "dataset", "mode", "paths", "tracking")
+
+
+def _schema_selected(cfg: Any) -> None:
+    for group in GROUPS:
+        node = OmegaConf.select(cfg, group)
+        # `"name" in node` is False for a ??? value: ask is_missing, which raises for an absent key
+        if node is not None and _missing(node, "name"):
+            raise UserError(
+                f"{group}=base_{group} is the schema every {group} config extends, not a {group} of its own: "
+                f"pick one of the {group} configs that `hydra-eval --help` lists (conf/{group}/*.yaml)"
+            )
+
+
+def _missing(node: Any, key: str) -> bool:
+    try:
+        return OmegaConf.is_missing(node, key)
+    except Exception:  # no such key in this node
+        return False
+
+
+def _at_least(value: Any, low: int, name: str, none_means: str | None = None) -> None:
+    if value is None and none_means is not None:
+        return
+    if value is None or isinstance(value, bool) or not isinstance(value, int) or value < low:
+        also = f" (or null for {none_means})" if none_means else ""
+        raise UserError(f"{name} must be a whole number of at least {low}{also}, not {value!r}")
+
+
+def check(cfg: Any) -> None:
+    """Raise a UserError for the first value that a job cannot use."""
+    _schema_selected(cfg)
+    dataset = cfg.dataset
+    _at_least(dataset.limit, 1, "dataset.limit", none_means="every row")
+    _at_least(dataset.fewshot.k, 0, "dataset.fewshot.k")
+    _at_least(cfg.max_partition_size, 1, "max_partition_size", none_means="no sharding")
+    _at_least(cfg.checkpoint_every, 1, "checkpoint_every")
+    _at_least(cfg.retry, 0, "retry")
+    if dataset.gen is not None:
+        _at_least(dataset.gen.num_samples, 1, "dataset.gen.num_samples")

@@ -1,0 +1,408 @@
+"""Bad inputs and faults a new user meets (issue 13): each ends in one clear line before heavy work, loses no
+finished work, and never lets one run's files or numbers pass for another's. The sandbox's part is in
+tests/test_sandbox.py."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hydra_eval.errors import UserError
+from hydra_eval.pipeline import run
+from tests.conftest import DATA_DIR, ROOT
+
+TINY = ("model=tiny_llama", "dataset=piqa", "dataset.limit=4")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "HYDRA_EVAL_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0", **extra}
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hydra_eval.cli", *args],
+        cwd=ROOT,
+        env=env or cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, timeout_s: float = 60) -> None:
+    deadline = time.time() + timeout_s
+    while not (path.is_file() and path.read_text().strip()):
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def base_args(tmp_path: Path) -> list[str]:
+    return [
+        f"paths.output_root={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "tracking=none",
+        "progress=false",
+    ]
+
+
+# 2. Run folders are unique per invocation; one folder is never shared by two live runs
+
+
+def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    procs = [start_cli(*TINY, *base_args(tmp_path)) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2
+    assert all((f / "results" / "tiny_llama" / "piqa.json").is_file() for f in folders)
+
+
+def test_a_folder_in_use_by_a_live_run_is_refused(tmp_path):
+    folder = tmp_path / "shared_run"
+    first = start_cli(
+        *TINY, *base_args(tmp_path), f"hydra.run.dir={folder}", "dataset.read_local=tests.helpers.hang"
+    )
+    try:
+        wait_for(folder / ".hydra-eval.lock")
+        second = subprocess.run(
+            [sys.executable, "-m", "hydra_eval.cli", *TINY, *base_args(tmp_path), f"hydra.run.dir={folder}"],
+            cwd=ROOT,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 1
+        assert "in use by a live run" in second.stderr and "Traceback" not in second.stderr
+        assert not (folder / "results").exists()
+    finally:
+        first.kill()
+        first.communicate()
+    rerun = subprocess.run(  # the lock died with its process (kill -9): the folder is free again
+        [sys.executable, "-m", "hydra_eval.cli", *TINY, *base_args(tmp_path), f"hydra.run.dir={folder}"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+
+# 3. MLflow artifacts of the default SQLite store land under paths.output_root
+
+
+def test_artifacts_of_the_default_store_land_beside_its_database(compose_cfg, tmp_path):
+    from hydra_eval import tracking
+
+    assert (
+        tracking.artifact_root("sqlite:////tmp/x/outputs/mlflow.db?timeout=60")
+        == "file:///tmp/x/outputs/mlartifacts"
+    )
+    cfg = compose_cfg(*TINY, "tracking=default")
+    run(cfg)
+    synced = json.loads((Path(cfg.output_dir) / tracking.SYNCED).read_text())
+    from mlflow.tracking import MlflowClient
+
+    uri = MlflowClient(tracking_uri=cfg.tracking.uri).get_run(synced["run_id"]).info.artifact_uri
+    assert uri.startswith(f"file://{tmp_path}/mlartifacts/"), uri
+    local = Path(uri[len("file://") :])
+    assert (local / "results" / "piqa.json").is_file() and (local / "predictions.json").is_file()
+
+
+# 4. Values a config can hold but a job cannot use
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.limit=-5", "dataset.limit must be a whole number of at least 1"),
+        ("dataset.limit=0", "dataset.limit must be a whole number of at least 1"),
+        ("dataset.fewshot.k=-2", "dataset.fewshot.k must be a whole number of at least 0"),
+        ("max_partition_size=0", "max_partition_size must be a whole number of at least 1"),
+        ("checkpoint_every=0", "checkpoint_every must be a whole number of at least 1"),
+    ],
+)
+def test_values_out_of_range_are_one_error_before_any_work(compose_cfg, override, message):
+    cfg = compose_cfg("model=tiny_llama", "dataset=piqa", override)
+    with pytest.raises(UserError, match=message):
+        run(cfg)
+    assert not (Path(cfg.output_dir) / "predictions").exists()
+
+
+def test_a_sweep_with_max_partition_size_zero_is_one_line_before_launch(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "hydra_eval.cli", "-m", *TINY, *base_args(tmp_path), "max_partition_size=0"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "max_partition_size must be" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n\n"])
+def test_an_empty_or_blank_data_file_is_an_error_not_nan(compose_cfg, tmp_path, text):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(text)
+    with pytest.raises(UserError, match="no rows in"):
+        run(compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}"))
+
+
+def test_a_custom_file_mixing_choice_and_free_form_rows_is_refused(compose_cfg, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    rows = [
+        {"question": "2+2?", "choices": ["3", "4"], "answer": 1},
+        {"question": "Capital of France?", "answer": "Paris"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match=r"mixed.jsonl:2: a free-form row in a multiple-choice file"):
+        run(compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}"))
+
+
+# 9. Ctrl-C
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    folder = tmp_path / "interrupted"
+    proc = start_cli(
+        *TINY, *base_args(tmp_path), f"hydra.run.dir={folder}", "dataset.read_local=tests.helpers.hang"
+    )
+    wait_for(folder / ".hydra-eval.lock")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert [line for line in err.splitlines() if line.strip()][-1].endswith(
+        "run the same command again to compute only the rest"
+    )
+
+
+# 10, 11. Data files: encodings, layouts, paths
+
+
+def test_a_non_utf8_file_names_its_line_and_a_csv_bom_is_read(compose_cfg, tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"question": "ok?", "answer": "yes"}\n{"question": "caf\xe9?", "answer": "oui"}\n')
+    with pytest.raises(UserError, match=r"latin1.jsonl:2: not UTF-8 text .*iconv"):
+        run(compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}"))
+    from hydra_eval.data.loader import load_samples
+
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes("question,A,B,answer\r\n2+2?,3,4,B\r\n".encode("utf-8-sig"))
+    samples = load_samples(compose_cfg("dataset=custom", f"dataset.path={csv_path}").dataset).samples
+    assert [(s.fields["question"], s.gold) for s in samples] == [("2+2?", 1)]
+
+
+def test_more_than_26_choices_is_one_line(compose_cfg, tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_text(json.dumps({"question": "pick", "choices": [f"c{i}" for i in range(27)], "answer": 0}) + "\n")
+    with pytest.raises(UserError, match="many.jsonl:1: 27 choices; at most 26"):
+        run(compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}"))
+
+
+def test_dataset_path_errors_name_what_is_wrong(compose_cfg, tmp_path):
+    with pytest.raises(UserError, match="is a folder"):
+        run(compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={tmp_path}"))
+    missing = tmp_path / "sub" / "nope.jsonl"
+    with pytest.raises(UserError, match=f"no such file \\({missing}\\)"):
+        run(compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={missing}"))
+    with pytest.raises(UserError) as e:
+        run(
+            compose_cfg(
+                "model=tiny_llama",
+                "dataset=siqa",
+                "dataset.files.labels=nosuch-labels.lst",
+                "dataset.hf_path=null",
+            )
+        )
+    assert "nosuch-labels.lst" in str(e.value) and "dev.jsonl" not in str(e.value)
+
+
+# 12. Disk full
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MB tmpfs (needs root to mount): writes fail with ENOSPC once it is full."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)]).returncode
+    ):
+        pytest.skip("needs root to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> None:
+    with contextlib.suppress(OSError), (disk / "filler").open("wb") as f:
+        while True:
+            f.write(b"x" * 65536)
+            f.flush()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temp_file(small_disk):
+    from hydra_eval import cache
+    from hydra_eval.outputs import DiskFull, write_json
+
+    write_json(small_disk / "done.json", {"complete": True})
+    fill(small_disk)
+    with pytest.raises(DiskFull, match=f"no space left on the disk of {small_disk}.*complete and valid"):
+        write_json(small_disk / "results.json", {"x": "y" * 100_000})
+    assert json.loads((small_disk / "done.json").read_text()) == {"complete": True}
+    assert sorted(p.name for p in small_disk.iterdir()) == ["done.json", "filler"]  # no .results.json.XXXX
+    (small_disk / "filler").unlink()
+    store = cache.PredictionStore(small_disk / "cache", {"k": 1})
+    fill(small_disk)
+    with pytest.raises(DiskFull, match="a batch of predictions not written"):
+        store.append([{"idx": i, "text": "z" * 10_000} for i in range(50)])
+
+
+def test_complete_results_stay_complete_when_the_summary_cannot_be_written(
+    compose_cfg, small_disk, capsys, monkeypatch
+):
+    from hydra_eval import pipeline
+
+    real = pipeline._summary
+
+    def disk_fills_after_eval(cfg, root):  # the disk fills up between the results and the summary files
+        fill(small_disk)
+        return real(cfg, root)
+
+    monkeypatch.setattr(pipeline, "_summary", disk_fills_after_eval)
+    cfg = compose_cfg(*TINY, f"output_dir={small_disk / 'job'}")
+    results = run(cfg)  # no exception: the results were complete
+    assert results is not None
+    assert f"{results['metrics']['accuracy']:.2f}" in capsys.readouterr().out
+    saved = json.loads((small_disk / "job" / "results" / "tiny_llama" / "piqa.json").read_text())
+    assert saved["metrics"] == results["metrics"]
+    summary = small_disk / "job" / "summary"
+    assert all(p.stat().st_size > 0 for p in summary.glob("*")) and not list(summary.glob(".*"))
+
+
+# 13. The schemas are not models
+
+
+def test_selecting_a_schema_says_what_it_is(compose_cfg):
+    with pytest.raises(UserError, match="model=base_model is the schema every model config extends"):
+        run(compose_cfg("model=base_model", "dataset=piqa"))
+
+
+# 14. An endpoint that echoes the key
+
+
+class EchoKeyHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}", "type": "invalid"}})
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_api_key_echoed_by_the_endpoint_is_never_printed_or_logged(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoKeyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = "sk-hydra-eval-test-0123456789"
+    folder = tmp_path / "api_job"
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hydra_eval.cli",
+                "model=openai_gpt4o_mini",
+                f"model.api.base_url=http://127.0.0.1:{server.server_address[1]}/v1",
+                "model.api.api_key_env=HYDRA_EVAL_TEST_KEY",
+                "model.api.requests_per_s=null",
+                "dataset=piqa_gen",
+                "dataset.limit=2",
+                *base_args(tmp_path),
+                f"hydra.run.dir={folder}",
+            ],
+            cwd=ROOT,
+            env=cli_env(HYDRA_EVAL_TEST_KEY=secret),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+    assert proc.returncode == 1
+    assert "Incorrect API key provided: ***" in proc.stderr
+    log = (folder / "hydra-eval.log").read_text()
+    assert "Incorrect API key provided: ***" in log
+    assert secret not in proc.stdout + proc.stderr + log
+
+
+def test_redaction_covers_log_records_and_tracebacks():
+    from hydra_eval import redact
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep()
+    logging.getLogger().addHandler(handler)
+    try:
+        redact.secret("sk-redact-me-please")
+        try:
+            raise RuntimeError("server said sk-redact-me-please")
+        except RuntimeError:
+            logging.getLogger("hydra_eval.test").error("reply %s", "sk-redact-me-please", exc_info=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert records and all("sk-redact-me-please" not in r for r in records)
+    assert "reply ***" in records[0] and "server said ***" in records[0]
+
+
+# 15. stdout carries only the table; an empty view says so
+
+
+def test_viz_of_a_folder_without_results_says_so(compose_cfg, tmp_path):
+    with pytest.raises(UserError, match="no results in .*run mode=eval"):
+        run(compose_cfg("model=tiny_llama", "mode=viz", f"output_dir={tmp_path / 'empty'}"))
+
+
+def test_sync_prints_nothing_on_stdout(tmp_path):
+    args = [*TINY, f"paths.output_root={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", "progress=false"]
+    first = subprocess.run(
+        [sys.executable, "-m", "hydra_eval.cli", *args, "tracking=none"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    synced = subprocess.run(
+        [sys.executable, "-m", "hydra_eval.cli", *args, "mode=sync"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    assert synced.stdout == "" and "synced 1 job(s)" in synced.stderr
