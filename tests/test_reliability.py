@@ -40,6 +40,17 @@ def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hydra_eval.cli", *args],
+        cwd=ROOT,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def wait_for(path: Path, timeout_s: float = 60) -> None:
     deadline = time.time() + timeout_s
     while not (path.is_file() and path.read_text().strip()):
@@ -75,28 +86,14 @@ def test_a_folder_in_use_by_a_live_run_is_refused(tmp_path):
     )
     try:
         wait_for(folder / ".hydra-eval.lock")
-        second = subprocess.run(
-            [sys.executable, "-m", "hydra_eval.cli", *TINY, *base_args(tmp_path), f"hydra.run.dir={folder}"],
-            cwd=ROOT,
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        second = run_cli(*TINY, *base_args(tmp_path), f"hydra.run.dir={folder}", timeout=120)
         assert second.returncode == 1
         assert "in use by a live run" in second.stderr and "Traceback" not in second.stderr
         assert not (folder / "results").exists()
     finally:
         first.kill()
         first.communicate()
-    rerun = subprocess.run(  # the lock died with its process (kill -9): the folder is free again
-        [sys.executable, "-m", "hydra_eval.cli", *TINY, *base_args(tmp_path), f"hydra.run.dir={folder}"],
-        cwd=ROOT,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rerun = run_cli(*TINY, *base_args(tmp_path), f"hydra.run.dir={folder}")  # the lock died with its process
     assert rerun.returncode == 0, rerun.stderr[-2000:]
 
 
@@ -142,14 +139,7 @@ def test_values_out_of_range_are_one_error_before_any_work(compose_cfg, override
 
 
 def test_a_sweep_with_max_partition_size_zero_is_one_line_before_launch(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "hydra_eval.cli", "-m", *TINY, *base_args(tmp_path), "max_partition_size=0"],
-        cwd=ROOT,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli("-m", *TINY, *base_args(tmp_path), "max_partition_size=0", timeout=120)
     assert proc.returncode == 1
     assert "max_partition_size must be" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -387,22 +377,8 @@ def test_viz_of_a_folder_without_results_says_so(compose_cfg, tmp_path):
 
 def test_sync_prints_nothing_on_stdout(tmp_path):
     args = [*TINY, f"paths.output_root={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", "progress=false"]
-    first = subprocess.run(
-        [sys.executable, "-m", "hydra_eval.cli", *args, "tracking=none"],
-        cwd=ROOT,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    first = run_cli(*args, "tracking=none")
     assert first.returncode == 0, first.stderr[-2000:]
-    synced = subprocess.run(
-        [sys.executable, "-m", "hydra_eval.cli", *args, "mode=sync"],
-        cwd=ROOT,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    synced = run_cli(*args, "mode=sync")
     assert synced.returncode == 0, synced.stderr[-2000:]
     assert synced.stdout == "" and "synced 1 job(s)" in synced.stderr
