@@ -17,25 +17,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from hydra_eval import prompts
-from hydra_eval.outputs import disk_errors, read_json, read_jsonl, write_json
+from hydra_eval.outputs import JobFiles, disk_errors, read_json, read_jsonl, write_json
+from hydra_eval.records import SCHEMA_VERSION, InferMeta
+from hydra_eval.schema import Config, DatasetMode
 
 log = logging.getLogger(__name__)
-
-# Model settings that change what the model outputs (batch sizes and token budgets do not: tested to 1e-5).
-MODEL_SETTINGS = (
-    "kind",
-    "path",
-    "tokenizer_path",
-    "revision",
-    "dtype",
-    "device",
-    "max_seq_len",
-    "chat_template",
-    "seed",
-)
 
 
 def samples_digest(samples: Iterable[Any]) -> str:
@@ -48,13 +35,14 @@ def samples_digest(samples: Iterable[Any]) -> str:
 
 
 def identity(
-    cfg: Any, data_fingerprint: dict[str, str], model_fingerprint: dict[str, str], samples: str = ""
+    cfg: Config, data_fingerprint: dict[str, str], backend_identity: dict[str, object], samples: str = ""
 ) -> dict[str, Any]:
-    model = {k: OmegaConf.select(cfg.model, k) for k in MODEL_SETTINGS}
-    if cfg.dataset.mode == "gen":
+    """The backend's identity (weights and the settings that change its outputs) and the job's own."""
+    model: dict[str, Any] = {"chat_template": cfg.model.chat_template, "seed": cfg.model.seed}
+    if cfg.dataset.mode is DatasetMode.gen:
         model["max_out_len"] = cfg.model.max_out_len
     return {
-        "model": model_fingerprint,
+        "model": backend_identity,
         "model_settings": model,
         "data": data_fingerprint,
         "samples": samples,
@@ -96,7 +84,8 @@ class PredictionStore:
                 except ValueError:  # a write that a kill interrupted: skip it, keep every whole row
                     log.warning("cache %s: skipping a partly written line", self.key)
                     continue
-                rows[int(row["idx"])] = row
+                if row.get("schema_version") == SCHEMA_VERSION:  # rows of another format are computed again
+                    rows[int(row["idx"])] = row
         return rows
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -144,16 +133,14 @@ def latest_run(output_root: Path, current: Path) -> Path | None:
 def rows_from_folder(folder: Path, key: str) -> dict[int, dict[str, Any]]:
     """Rows of any predictions file below folder whose infer metadata carries this cache key."""
     found: dict[int, dict[str, Any]] = {}
-    for meta_path in sorted(folder.rglob("predictions/*/*.meta.json")):
+    for job in JobFiles.inferred_under(folder):
         try:
-            meta = read_json(meta_path)
-        except (OSError, json.JSONDecodeError):
+            meta = InferMeta.from_json(read_json(job.infer_meta), str(job.infer_meta))
+        except Exception:  # unreadable, or of another format: not reusable
             continue
-        if meta.get("cache_key") != key:
+        if meta.cache_key != key or not job.predictions.is_file():
             continue
-        predictions = meta_path.with_name(meta_path.name.replace(".meta.json", ".jsonl"))
-        if predictions.is_file():
-            for row in read_jsonl(predictions):
-                if "idx" in row:
-                    found[int(row["idx"])] = row
+        for row in read_jsonl(job.predictions):
+            if "idx" in row and row.get("schema_version") == SCHEMA_VERSION:
+                found[int(row["idx"])] = row
     return found

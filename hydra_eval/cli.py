@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -47,15 +48,47 @@ def hydra_main(cfg: DictConfig) -> None:
         raise
 
 
+def config_error(error: BaseException) -> str | None:
+    """One line for a config that cannot be composed (a typo, a value outside its Enum, a key the schema does
+    not have), naming the allowed values where OmegaConf does; None for any other error."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(error, MissingConfigException):  # an unknown option of a group: Hydra lists the options
+        return str(error).strip()
+    if not isinstance(error, ConfigCompositionException | OverrideParseException | OmegaConfBaseException):
+        return None
+    lines = [str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__]
+    cause = error.__cause__
+    detail = [x.strip() for x in str(cause or error).splitlines()[1 if cause is None else 0 :]]
+    reason = next(
+        (x for x in detail if x and not x.startswith(("full_key", "object_type", "reference_type", "To append"))),
+        None,
+    )
+    if reason and reason not in lines[0]:
+        lines.append(reason)
+    return "config error: " + ": ".join(x.rstrip(".") for x in lines)
+
+
 def main() -> None:
     """The `hydra-eval` command: exits non-zero when a sweep ends with failed jobs."""
     from hydra_eval.callbacks import FAILED_JOBS
 
+    # Hydra's own report of a config error spans several lines; with this set, it raises instead, and
+    # config_error says it in one (any other error keeps its traceback; HYDRA_FULL_ERROR=1 keeps them all).
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_main()
     except KeyboardInterrupt:  # in the submitting process of a sweep
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        line = None if full else config_error(e)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        sys.exit(1)
     if FAILED_JOBS:
         sys.exit(1)
 

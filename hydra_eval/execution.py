@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Sequence
 
 from hydra_eval import sandbox
 from hydra_eval.data.humaneval import program
 from hydra_eval.errors import UserError
+from hydra_eval.records import GenPrediction, Outcome, Verdict
+from hydra_eval.schema import DatasetConfig, ExecutionConfig
 
 log = logging.getLogger(__name__)
 
 
-def limits(execution: Any) -> sandbox.Limits:
+def limits(execution: ExecutionConfig) -> sandbox.Limits:
     return sandbox.Limits(
         execution.timeout_s,
         execution.memory_mb,
@@ -23,7 +25,7 @@ def limits(execution: Any) -> sandbox.Limits:
     )
 
 
-def check_allowed(execution: Any, dataset: str) -> str:
+def check_allowed(execution: ExecutionConfig, dataset: str) -> str:
     """Raise a UserError unless the user opted in, the sandbox is as strong as they asked, and it runs a trivial
     program here; returns the isolation mode."""
     if not execution.allow:
@@ -57,38 +59,40 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(estimate_pass_at_k([n], [c], k)[0])
 
 
-def judge_rows(rows: list[dict[str, Any]], dataset: Any) -> list[dict[str, Any]]:
+def judge_rows(rows: Sequence[GenPrediction], dataset: DatasetConfig) -> list[Verdict]:
     execution = dataset.execution
     mode = check_allowed(execution, dataset.name)
-    completions = [r.get("generations") or [r["generation"]] for r in rows]
     sources = [
-        program(r["prompt"], c, r["fields"]["test"], r["fields"]["entry_point"])
-        for r, cs in zip(rows, completions, strict=True)
-        for c in cs
+        program(r.prompt, c, (r.fields or {})["test"], (r.fields or {})["entry_point"])
+        for r in rows
+        for c in r.generations
     ]
     outcomes = iter(sandbox.run_many(sources, limits(execution), mode, max(1, execution.workers)))
     judged = []
-    for cs in completions:
-        results = [next(outcomes) for _ in cs]
-        passed = sum(o.passed for o in results)
-        row: dict[str, Any] = {
-            "correct": results[0].passed,
-            "n_passed": passed,
-            "outcomes": [{"status": o.status, "detail": o.detail} for o in results],
-        }
+    for r in rows:
+        results = [next(outcomes) for _ in r.generations]
         errors = [o.detail for o in results if o.status == "error"]
-        if errors:  # the harness failed, not the model: counted, shown, never scored (run_eval fails the job)
-            row["harness_error"] = f"{len(errors)} program(s) could not start in the sandbox: {errors[0]}"
-        judged.append(row)
+        judged.append(
+            Verdict(
+                correct=results[0].passed,
+                n_passed=sum(o.passed for o in results),
+                outcomes=tuple(Outcome(o.status, o.detail) for o in results),
+                # the harness failed, not the model: counted, shown, never scored (run_eval fails the job)
+                harness_error=f"{len(errors)} program(s) could not start in the sandbox: {errors[0]}"
+                if errors
+                else None,
+            )
+        )
     return judged
 
 
-def metrics(judged: list[dict[str, Any]], dataset: Any) -> dict[str, float]:
+def metrics(judged: Sequence[Verdict], dataset: DatasetConfig) -> dict[str, float]:
+    assert dataset.gen is not None
     if not judged:
         return {f"pass@{k}": float("nan") for k in dataset.gen.pass_at_k if k == 1}
-    n = len(judged[0]["outcomes"])
+    n = len(judged[0].outcomes or ())
     out = {}
     for k in dataset.gen.pass_at_k:
         if k <= n:
-            out[f"pass@{k}"] = 100 * sum(pass_at_k(n, j["n_passed"], k) for j in judged) / len(judged)
+            out[f"pass@{k}"] = 100 * sum(pass_at_k(n, j.n_passed or 0, k) for j in judged) / len(judged)
     return out

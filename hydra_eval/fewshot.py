@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
 
 from hydra_eval.errors import UserError
 from hydra_eval.records import Sample
+from hydra_eval.schema import FewshotConfig, Sampler
 
 
-def select(fewshot: Any, sample: Sample, pool: Sequence[Sample], same_split: bool) -> list[Sample]:
+def select(fewshot: FewshotConfig, sample: Sample, pool: Sequence[Sample], same_split: bool) -> list[Sample]:
     if not fewshot.k:
         return []
     group = fewshot.group_by
@@ -23,8 +23,16 @@ def select(fewshot: Any, sample: Sample, pool: Sequence[Sample], same_split: boo
     if len(candidates) < fewshot.k:
         where = f" with {group}={sample.fields[group]!r}" if group else ""
         raise UserError(f"fewshot.k={fewshot.k} but only {len(candidates)} example(s){where} for row {sample.id}")
-    if fewshot.sampler == "first_n":
-        return list(candidates[: fewshot.k])
-    if fewshot.sampler == "random":  # seeded per question: the same examples whatever the shard or batch
-        return random.Random(f"{fewshot.seed}:{sample.id}").sample(list(candidates), fewshot.k)
-    raise UserError(f"fewshot.sampler must be first_n or random, not '{fewshot.sampler}'")
+    return SAMPLERS[fewshot.sampler](fewshot, sample, candidates)
+
+
+def first_n(fewshot: FewshotConfig, sample: Sample, candidates: Sequence[Sample]) -> list[Sample]:
+    return list(candidates[: fewshot.k])
+
+
+def seeded_random(fewshot: FewshotConfig, sample: Sample, candidates: Sequence[Sample]) -> list[Sample]:
+    """Seeded per question: the same examples whatever the shard or batch."""
+    return random.Random(f"{fewshot.seed}:{sample.id}").sample(list(candidates), fewshot.k)
+
+
+SAMPLERS = {Sampler.first_n: first_n, Sampler.random: seeded_random}

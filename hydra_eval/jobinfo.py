@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from hydra_eval.schema import Config
+
 
 def git_revision(root: str) -> str | None:
     try:
@@ -19,7 +21,7 @@ def git_revision(root: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def job_context(cfg: Any) -> dict[str, Any]:
+def job_context(cfg: Config) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf

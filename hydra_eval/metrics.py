@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from hydra_eval.errors import UserError
+from hydra_eval.records import Verdict
+from hydra_eval.schema import Metric
 
 
 def mean(values: Sequence[float]) -> float:
@@ -28,3 +34,43 @@ def accuracy_metrics(name: str, correct: Sequence[bool]) -> dict[str, float]:
 def perplexity(logprobs: Sequence[float]) -> float:
     """lm-eval's perplexity aggregation: exp(-mean log-likelihood per document)."""
     return math.exp(-mean(logprobs))
+
+
+class Aggregate(Protocol):
+    def __call__(self, verdicts: Sequence[Verdict]) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class AccuracyOf:
+    """Percent of verdicts whose `attribute` is true, with its stderr, reported as `name`."""
+
+    name: str
+    attribute: str
+
+    def __call__(self, verdicts: Sequence[Verdict]) -> dict[str, float]:
+        return accuracy_metrics(self.name, [bool(getattr(v, self.attribute)) for v in verdicts])
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    def __call__(self, verdicts: Sequence[Verdict]) -> dict[str, float]:
+        logprobs = [v.logprob for v in verdicts if v.logprob is not None]
+        if len(logprobs) != len(verdicts):
+            raise UserError("metric perplexity needs a loglikelihood task (dataset.ppl.task=loglikelihood)")
+        return {"perplexity": perplexity(logprobs)}
+
+
+METRICS: dict[Metric, Aggregate] = {
+    Metric.accuracy: AccuracyOf("accuracy", "correct"),
+    Metric.acc: AccuracyOf("acc", "correct"),
+    Metric.accuracy_strict: AccuracyOf("accuracy_strict", "correct_strict"),
+    Metric.acc_norm: AccuracyOf("acc_norm", "correct_norm"),
+    Metric.perplexity: Perplexity(),
+}
+
+
+def compute(names: Sequence[Metric], verdicts: Sequence[Verdict]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in names:
+        out.update(METRICS[name](verdicts))
+    return out

@@ -40,14 +40,19 @@ def disk_errors(folder: Path, what: str) -> Any:
         raise
 
 
+LOCK = ".hydra-eval.lock"
+
+
 @dataclass(frozen=True)
 class JobFiles:
+    """The one place that names the files of a job folder (a run, a sweep's job, a merge of shards)."""
+
     root: Path
     model: str
     dataset: str
 
     @property
-    def predictions(self) -> Path:
+    def predictions(self) -> Path:  # infer's rows; never rewritten by eval
         return self.root / "predictions" / self.model / f"{self.dataset}.jsonl"
 
     @property
@@ -55,11 +60,61 @@ class JobFiles:
         return self.root / "predictions" / self.model / f"{self.dataset}.meta.json"
 
     @property
+    def judged(self) -> Path:  # eval's rows: each prediction with its verdict
+        return self.root / "judged" / self.model / f"{self.dataset}.jsonl"
+
+    @property
     def results(self) -> Path:
         return self.root / "results" / self.model / f"{self.dataset}.json"
 
+    @property
+    def config_yaml(self) -> Path:
+        return self.root / "config.yaml"
 
-LOCK = ".hydra-eval.lock"
+    @property
+    def config_json(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def job_info(self) -> Path:  # hydra job number, sweep folder, Slurm id, host, git revision
+        return self.root / "job.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "hydra-eval.log"
+
+    @property
+    def synced(self) -> Path:  # {"run_id", "tracking_uri", "experiment_id"}
+        return self.root / "mlflow.json"
+
+    @property
+    def unsynced(self) -> Path:  # MLflow failed: mode=sync uploads the job later
+        return self.root / "mlflow.unsynced"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    @staticmethod
+    def finished_under(root: Path) -> list[JobFiles]:
+        """Every job below root (a job folder or a whole sweep) that has a results file."""
+        return [
+            JobFiles(root=p.parents[2], model=p.parent.name, dataset=p.stem)
+            for p in sorted(root.rglob("results/*/*.json"))
+        ]
+
+    @staticmethod
+    def inferred_under(root: Path) -> list[JobFiles]:
+        """Every job below root that has infer metadata."""
+        return [
+            JobFiles(root=p.parents[2], model=p.parent.name, dataset=p.name.removesuffix(".meta.json"))
+            for p in sorted(root.rglob("predictions/*/*.meta.json"))
+        ]
+
+
+def summary_dir(root: Path) -> Path:
+    """The summary tables of a job or sweep folder."""
+    return root / "summary"
 
 
 @contextlib.contextmanager

@@ -7,24 +7,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
 from hydra_eval import outputs, summary, validate
+from hydra_eval.config import plain, typed
 from hydra_eval.errors import UserError
 from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
 from hydra_eval.outputs import JobFiles, disk_errors, write_json, write_text
+from hydra_eval.schema import Config, Extractor, VizSource
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
+def run(composed: DictConfig | Config, print_summary: bool = True) -> dict[str, Any] | None:
     """Run one job into cfg.output_dir; returns the results dict when the eval stage ran."""
+    validate.check(composed)  # before anything is resolved: the first unusable value, in one line
+    cfg = typed(composed)
     if cfg.mode.sync:
         _sync(cfg)
         return None
-    validate.check(cfg)
     if cfg.suite is not None:
         raise UserError(f"suite={cfg.suite.name} runs one job per dataset: add -m (hydra-eval -m suite=...)")
     if cfg.dry_run:
@@ -33,7 +36,7 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
         job = PlannedJob([], cfg.model.name, cfg.dataset.name, cfg.shard.index, cfg.shard.count)
         print(describe([job], "none (single run)"), end="")
         return None
-    if cfg.mode.eval and cfg.dataset.mode == "gen" and cfg.dataset.gen.extractor == "execute":
+    if cfg.mode.eval and cfg.dataset.gen is not None and cfg.dataset.gen.extractor is Extractor.execute:
         from hydra_eval.execution import check_allowed
 
         check_allowed(cfg.dataset.execution, cfg.dataset.name)  # before hours of generation, not after
@@ -44,12 +47,15 @@ def run(cfg: Any, print_summary: bool = True) -> dict[str, Any] | None:
         return _stages(cfg, root, print_summary)
 
 
-def _stages(cfg: Any, root: Path, print_summary: bool) -> dict[str, Any] | None:
-    write_text(root / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_json(root / "config.json", OmegaConf.to_container(cfg, resolve=True))
-    context = job_context(cfg)
-    write_json(root / "job.json", context)
+def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | None:
+    import yaml
+
     files = JobFiles(root=root, model=cfg.model.name, dataset=cfg.dataset.name)
+    config = plain(cfg)
+    write_text(files.config_yaml, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_json(files.config_json, config)
+    context = job_context(cfg)
+    write_json(files.job_info, context)
     results = None
     if cfg.mode.infer:
         run_infer(cfg, files)
@@ -59,13 +65,13 @@ def _stages(cfg: Any, root: Path, print_summary: bool) -> dict[str, Any] | None:
             from hydra_eval import tracking
 
             sweep = context["sweep_dir"]
-            tracking.mirror_job(cfg.tracking, root, tracking.parent_run_id(Path(sweep)) if sweep else None)
+            tracking.mirror_job(cfg.tracking, files, tracking.parent_run_id(Path(sweep)) if sweep else None)
     if cfg.mode.viz and print_summary:
         print(_summary(cfg, root), end="")
     return results
 
 
-def _sync(cfg: Any) -> None:
+def _sync(cfg: Config) -> None:
     from hydra_eval import tracking
 
     if not cfg.tracking.enabled:
@@ -76,8 +82,8 @@ def _sync(cfg: Any) -> None:
     print(f"synced {done} job(s) to {cfg.tracking.uri}; {failed} still unsynced", file=sys.stderr)
 
 
-def _summary(cfg: Any, root: Path) -> str:
-    if cfg.viz.source == "mlflow":
+def _summary(cfg: Config, root: Path) -> str:
+    if cfg.viz.source is VizSource.mlflow:
         from hydra_eval import tracking
 
         v = cfg.viz

@@ -6,16 +6,16 @@ import hashlib
 import json
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from hydra_eval.config import plain
 from hydra_eval.records import Sample
+from hydra_eval.schema import DatasetConfig, DatasetMode, GenConfig, PplConfig
 
 
 def render(template: str, sample: Sample) -> str:
     return template.format(**sample.fields)
 
 
-def ppl_candidates(ppl: Any, sample: Sample, prefix: str = "") -> list[tuple[str, str]]:
+def ppl_candidates(ppl: PplConfig, sample: Sample, prefix: str = "") -> list[tuple[str, str]]:
     """(context, continuation) per candidate; the full text is their concatenation. `prefix` (description
     and few-shot examples) goes before every context."""
     if ppl.contexts_field:  # partial scoring: the candidates are contexts, the continuation is shared
@@ -25,7 +25,7 @@ def ppl_candidates(ppl: Any, sample: Sample, prefix: str = "") -> list[tuple[str
     return [(context, ppl.target_delimiter + choice) for choice in choice_texts(ppl, sample)]
 
 
-def choice_texts(ppl: Any, sample: Sample) -> list[str]:
+def choice_texts(ppl: PplConfig, sample: Sample) -> list[str]:
     """The bare choices (no delimiter): lm-eval's acc_norm divides by their length in characters."""
     if ppl.contexts_field:
         return list(sample.fields[ppl.contexts_field])
@@ -34,23 +34,23 @@ def choice_texts(ppl: Any, sample: Sample) -> list[str]:
     return [render(choice, sample) for choice in ppl.choices]
 
 
-def shot_text(dataset: Any, shot: Sample) -> str:
+def shot_text(dataset: DatasetConfig, shot: Sample) -> str:
     """One solved example, as lm-eval renders it: the question's context, the delimiter, the gold answer."""
-    if dataset.mode == "gen":
+    if dataset.gen is not None:
         return render(dataset.gen.template, shot) + render(dataset.gen.shot_answer, shot)
-    ppl = dataset.ppl
-    context, continuation = ppl_candidates(ppl, shot)[shot.gold]
+    assert dataset.ppl is not None  # validate.check: the section of the dataset's mode exists
+    context, continuation = ppl_candidates(dataset.ppl, shot)[shot.gold]
     return context + continuation
 
 
-def prefix(dataset: Any, sample: Sample, shots: list[Sample]) -> str:
+def prefix(dataset: DatasetConfig, sample: Sample, shots: list[Sample]) -> str:
     """Description, then the examples, each followed by the few-shot delimiter."""
     head = render(dataset.description, sample) if dataset.description else ""
     delimiter = dataset.fewshot.delimiter
     return head + "".join(shot_text(dataset, s) + delimiter for s in shots)
 
 
-def gen_prompt(gen: Any, sample: Sample) -> str:
+def gen_prompt(gen: GenConfig, sample: Sample) -> str:
     return render(gen.template, sample)
 
 
@@ -68,24 +68,24 @@ _GEN_DEFAULTS: dict[str, Any] = {
 _DEFAULTS = {"choices_field": None, "contexts_field": None, "task": "multiple_choice", "metrics": None}
 
 
-def inference_settings(dataset: Any) -> dict[str, Any]:
+def inference_settings(dataset: DatasetConfig) -> dict[str, Any]:
     """What decides a dataset's prompts and how they are scored: the input of its version hash."""
-    settings: dict[str, Any] = {"mode": dataset.mode}
-    section = dataset.ppl if dataset.mode == "ppl" else dataset.gen
-    body = OmegaConf.to_container(section, resolve=True) if section is not None else None
+    mode = dataset.mode.value
+    settings: dict[str, Any] = {"mode": mode}
+    section = dataset.ppl if dataset.mode is DatasetMode.ppl else dataset.gen
+    body = plain(section) if section is not None else None
     if isinstance(body, dict):
-        body = {k: v for k, v in body.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
-        if dataset.mode == "gen":
-            body = {k: v for k, v in body.items() if not (k in _GEN_DEFAULTS and v == _GEN_DEFAULTS[k])}
-    settings[dataset.mode] = body
+        defaults = _DEFAULTS if dataset.mode is DatasetMode.ppl else {**_DEFAULTS, **_GEN_DEFAULTS}
+        body = {k: v for k, v in body.items() if k not in defaults or v != defaults[k]}
+    settings[mode] = body
     if dataset.description:
         settings["description"] = dataset.description
     if dataset.fewshot.k:
-        settings["fewshot"] = OmegaConf.to_container(dataset.fewshot, resolve=True)
+        settings["fewshot"] = plain(dataset.fewshot)
     return settings
 
 
-def version(dataset: Any) -> str:
+def version(dataset: DatasetConfig) -> str:
     """First 6 hex chars of sha256 over the sorted-key JSON of the inference settings (OpenCompass style)."""
     blob = json.dumps(inference_settings(dataset), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:6]

@@ -1,29 +1,87 @@
 """Typed schemas for every config group, registered in Hydra's ConfigStore.
 
-The YAML files under ``conf/`` extend these, so a mistyped field or a wrong type fails when Hydra composes
-the config, before anything heavy is imported.
+The YAML files under ``conf/`` extend these, so a mistyped field, a wrong type or a value outside a closed set
+(an Enum field) fails when Hydra composes the config, naming the allowed values, before anything heavy is
+imported. Each backend has its own model schema: a transformers model has no `api` block, an endpoint no
+`dtype`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+# Closed sets. Member names are the values users write (`convention: lmeval`), so they never change.
+
+
+class DatasetMode(Enum):
+    ppl = "ppl"  # score candidates by log-likelihood
+    gen = "gen"  # generate, then extract an answer
+
+
+class Convention(Enum):
+    opencompass = "opencompass"  # mean NLL over the whole text (question included), lowest wins -> accuracy
+    lmeval = "lmeval"  # log-likelihood of the continuation only -> acc and acc_norm
+
+
+class PplTask(Enum):
+    multiple_choice = "multiple_choice"  # the best-scoring candidate is the answer
+    loglikelihood = "loglikelihood"  # one continuation: acc = it is the greedy one; perplexity
+    auto = "auto"  # loglikelihood when every row has one candidate, else multiple_choice (dataset=custom)
+
+
+class Metric(Enum):
+    accuracy = "accuracy"
+    accuracy_strict = "accuracy_strict"
+    acc = "acc"
+    acc_norm = "acc_norm"
+    perplexity = "perplexity"
+
+
+class Extractor(Enum):
+    first_letter = "first_letter"  # first option letter that stands alone in the output
+    edit_distance = "edit_distance"  # OpenCompass's EDAccEvaluator: the nearest option by Levenshtein distance
+    exact_match = "exact_match"  # the output's first line, normalised, equals an accepted answer
+    gsm8k = "gsm8k"  # lm-eval gsm8k: flexible (last number) and strict ("The answer is N.")
+    auto = "auto"  # exact_match for rows with accepted answers, first_letter for the others
+    execute = "execute"  # run the completion against the row's tests in the sandbox (pass@k)
+
+
+class Sampler(Enum):
+    first_n = "first_n"  # lm-eval's for MMLU's dev split
+    random = "random"  # seeded per question
+
+
+class Endpoint(Enum):
+    auto = "auto"  # chat where a local model would use its chat template, else completions
+    chat = "chat"  # /chat/completions: the server applies its chat template
+    completions = "completions"  # /completions with the raw prompt
+
+
+class DType(Enum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+    float64 = "float64"
+
+
+class VizSource(Enum):
+    files = "files"  # results/ under the job or sweep folder
+    mlflow = "mlflow"  # every finished run in MLflow
+
 
 @dataclass
 class ApiConfig:
-    """An OpenAI-compatible endpoint (model.kind=openai): vLLM, TGI, llama.cpp's server, a hosted API."""
+    """An OpenAI-compatible endpoint: vLLM, TGI, llama.cpp's server, a hosted API."""
 
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str | None = None  # the served model's name; null = model.name
     api_key_env: str | None = None  # the environment variable holding the key (the key itself is never stored)
-    # chat: /chat/completions (the server applies its chat template); completions: /completions with the raw
-    # prompt; auto: chat where a local model would use its chat template, else completions. ppl mode always
-    # uses /completions with echo + logprobs.
-    endpoint: str = "auto"
+    # ppl mode always uses /completions with echo + logprobs, whatever the endpoint.
+    endpoint: Endpoint = Endpoint.auto
     timeout_s: float = 120.0  # per request
     max_concurrency: int = 4  # requests in flight at once
     requests_per_s: float | None = None  # null = no limit
@@ -37,39 +95,34 @@ class ApiConfig:
 
 @dataclass
 class ModelConfig:
+    """What every backend has. `_target_` names the backend's factory (hydra_eval/backends/*.py: build)."""
+
+    _target_: str = MISSING
     name: str = MISSING
-    # "hf": transformers AutoModelForCausalLM (hub id or local dir, optionally a GGUF file inside it);
-    # "tiny": a small random Llama built in-process from `tiny` (tests);
-    # "openai": an OpenAI-compatible server, configured by `api`.
-    kind: str = "hf"
-    path: str = MISSING
-    tokenizer_path: str | None = None
-    gguf_file: str | None = None
-    cache_gguf: bool = True  # keep the de-quantized weights under paths.cache_dir (loads in ~1 s, not ~20 s)
-    revision: str | None = None
-    dtype: str = "float32"
-    device: str = "auto"  # auto = cuda when present, else cpu
-    max_seq_len: int = 2048
-    batch_size: int = 16  # rows per generation batch
-    token_budget: int = 4096  # padded tokens per scoring forward (rows are questions, longest first)
-    max_out_len: int = 100
-    chat_template: bool = False  # wrap gen-mode prompts in the tokenizer's chat template
-    trust_remote_code: bool = False
+    max_out_len: int = 100  # new tokens per generation (a dataset's gen.max_out_len wins)
+    chat_template: bool = False  # gen-mode prompts go as chat messages (the backend applies the template)
     seed: int = 0
-    num_threads: int | None = None  # torch intra-op threads; null = all cores
     # What one job of this model asks a launcher for (conf/hydra/launcher/*.yaml read these)
     num_gpus: int = 0
     num_cpus: int = 2
     mem_gb: int = 16
-    tiny: dict[str, Any] = field(default_factory=dict)
-    api: ApiConfig = field(default_factory=ApiConfig)
+
+
+@dataclass
+class LocalModelConfig(ModelConfig):
+    """A model that runs in this process (torch)."""
+
+    dtype: DType = DType.float32
+    device: str = "auto"  # auto = cuda when present, else cpu; or cpu, cuda, cuda:1, ...
+    max_seq_len: int = 2048
+    batch_size: int = 16  # rows per generation batch
+    token_budget: int = 4096  # padded tokens per scoring forward (rows are questions, longest first)
+    num_threads: int | None = None  # torch intra-op threads; null = all cores
 
 
 @dataclass
 class PplConfig:
-    # opencompass: mean NLL over the whole text (question included), lowest wins -> "accuracy".
-    # lmeval: log-likelihood of the continuation only -> "acc" and "acc_norm".
-    convention: str = "opencompass"
+    convention: Convention = Convention.opencompass
     context: str = MISSING
     target_delimiter: str = " "
     # The candidates, one of:
@@ -77,10 +130,8 @@ class PplConfig:
     choices_field: str | None = None  # a list field of the sample: its items are the candidates (ARC: 3-5)
     contexts_field: str | None = None  # partial scoring (winogrande): one context per candidate, and the
     #   rendered `context` is the continuation they share, the only part scored
-    # multiple_choice: the best-scoring candidate is the answer; loglikelihood: one continuation (lambada),
-    # acc = it is the greedy continuation, perplexity = exp(-mean log-likelihood)
-    task: str = "multiple_choice"
-    metrics: list[str] | None = None  # which of acc, acc_norm, perplexity to report (null: the task's default)
+    task: PplTask = PplTask.multiple_choice  # loglikelihood: one continuation (lambada)
+    metrics: list[Metric] | None = None  # which of acc, acc_norm, perplexity to report (null: the task's default)
 
 
 @dataclass
@@ -89,7 +140,7 @@ class FewshotConfig:
     files: dict[str, str] = field(default_factory=dict)  # the split they come from (read like `files`);
     #   empty: the evaluated split itself, never the question itself
     split: str | None = None  # the hub split they come from, when the data comes from the hub
-    sampler: str = "first_n"  # first_n (lm-eval's for MMLU's dev split) | random (seeded per question)
+    sampler: Sampler = Sampler.first_n
     seed: int = 1234
     group_by: str | None = None  # a field the examples share with the question (MMLU: subject)
     delimiter: str = "\n\n"  # between examples, and before the question
@@ -100,10 +151,7 @@ class GenConfig:
     template: str = MISSING
     stop: list[str] = field(default_factory=list)
     max_out_len: int | None = None  # null = the model's max_out_len
-    # first_letter: first option letter found in the output; edit_distance: OpenCompass's EDAccEvaluator;
-    # exact_match: the output's first line, normalised, equals an accepted answer; auto: exact_match for rows
-    # with accepted answers, first_letter for the others.
-    extractor: str = "first_letter"
+    extractor: Extractor = Extractor.first_letter  # how an answer is read (hydra_eval/judges.py)
     option_fields: list[str] = field(default_factory=list)  # fields holding option texts (edit distance)
     shot_answer: str = ""  # a few-shot example = template + this (e.g. " {answer}")
     answers_field: str | None = None  # a list field of accepted answers (extractor exact_match)
@@ -131,7 +179,7 @@ class ExecutionConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    mode: str = MISSING  # ppl | gen
+    mode: DatasetMode = MISSING
     local_dir: str = MISSING
     files: dict[str, str] = field(default_factory=dict)
     read_local: str = MISSING  # dotted path: (dir, files) -> list of raw rows
@@ -172,7 +220,7 @@ class TrackingConfig:
 
 @dataclass
 class VizConfig:
-    source: str = "files"  # files: results/ under the job or sweep folder; mlflow: every finished run in MLflow
+    source: VizSource = VizSource.files
     models: list[str] = field(default_factory=list)  # filters for source=mlflow (empty = all)
     datasets: list[str] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
@@ -193,8 +241,13 @@ class ShardConfig:
 
 
 @dataclass
+class SuiteConfig:
+    name: str = MISSING  # conf/suite/<name>.yaml; its datasets are the sweeper's params (hydra.sweeper.params)
+
+
+@dataclass
 class Config:
-    model: ModelConfig = MISSING
+    model: ModelConfig = MISSING  # one of the backends' schemas (hydra_eval/backends/*.py)
     dataset: DatasetConfig = MISSING
     mode: ModeConfig = MISSING
     paths: PathsConfig = MISSING
@@ -210,13 +263,16 @@ class Config:
     checkpoint_every: int = 256  # samples per saved batch of predictions (a killed job resumes from there)
     resume: bool = True  # take rows computed before under the same content key (paths.cache_dir)
     reuse: str | None = None  # an earlier run/sweep folder (or "latest") whose matching predictions are reused
-    suite: Any = None  # suite=<name> (conf/suite/): a named list of datasets that a sweep expands
+    suite: SuiteConfig | None = None  # suite=<name> (conf/suite/): a named list of datasets for a sweep
 
 
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="model", name="base_model", node=ModelConfig)
+    from hydra_eval.backends import schemas  # each backend module brings its own model schema
+
+    for name, node in schemas().items():
+        cs.store(group="model", name=f"base_{name}", node=node)
     cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
     cs.store(group="mode", name="base_mode", node=ModeConfig)
     cs.store(group="paths", name="base_paths", node=PathsConfig)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra_eval.errors import UserError
-from hydra_eval.outputs import DiskFull, read_json, write_text
+from hydra_eval.outputs import DiskFull, JobFiles, read_json, summary_dir, write_text
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ HEADER = ["dataset", "version", "metric", "mode"]
 
 def collect(root: Path) -> list[dict[str, Any]]:
     """Every results/<model>/<dataset>.json below root (a job folder or a whole sweep)."""
-    return [read_json(p) for p in sorted(root.rglob("results/*/*.json"))]
+    return [read_json(job.results) for job in JobFiles.finished_under(root)]
 
 
 def table(
@@ -78,7 +78,7 @@ def write(
         raise UserError(f"no results in {where}: nothing to show; run mode=eval (or mode=all) first")
     rows = table(results, models, failed)
     stamp = time.strftime("%Y%m%d_%H%M%S")
-    folder = root / "summary"
+    folder = summary_dir(root)
     text = to_text(rows)
     try:
         write_text(folder / f"summary_{stamp}.txt", text)

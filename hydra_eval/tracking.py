@@ -20,14 +20,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hydra_eval.outputs import read_json, read_jsonl, write_json
+from hydra_eval.outputs import JobFiles, read_json, read_jsonl, summary_dir, write_json
+from hydra_eval.schema import TrackingConfig
 
 log = logging.getLogger(__name__)
 
-SYNCED = "mlflow.json"  # {"run_id", "tracking_uri", "experiment_id"}
-UNSYNCED = "mlflow.unsynced"
 SWEEP = "mlflow_sweep.json"  # in a sweep folder: {"parent_run_id", "summary_logged"}
-JOB = "job.json"  # written by the pipeline: hydra job number, sweep folder, Slurm id, host, git revision
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-./: ]")
 
 
@@ -59,7 +57,7 @@ def artifact_root(uri: str) -> str | None:
     return None if database is None else database.absolute().parent.joinpath("mlartifacts").as_uri()
 
 
-def _configure(tracking: Any) -> Any:
+def _configure(tracking: TrackingConfig) -> Any:
     """A client that gives up fast: a dead server must cost seconds, not MLflow's default minutes of retries."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(tracking.retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(tracking.timeout_s))
@@ -80,7 +78,7 @@ def _configure(tracking: Any) -> Any:
     return client
 
 
-def _experiment_id(client: Any, tracking: Any) -> str:
+def _experiment_id(client: Any, tracking: TrackingConfig) -> str:
     # A local store keeps artifacts beside its database (not in the working directory); a server proxies them.
     location = artifact_root(tracking.uri)
     for _ in range(5):
@@ -110,28 +108,28 @@ def _predictions_table(rows: list[dict[str, Any]]) -> Any:
 
 def _dataset_input(results: dict[str, Any], table: Any) -> Any:
     from mlflow.data.pandas_dataset import from_pandas
-    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.entities import Dataset, DatasetInput, InputTag
 
     digest = hashlib.sha256(json.dumps(results["fingerprints"]["data"], sort_keys=True).encode()).hexdigest()
     columns = [c for c in ("id", "gold", "prompt", "prompts", "context") if c in table.columns]
     dataset = from_pandas(
         table[columns], source=results["data_source"], name=results["dataset"], targets="gold", digest=digest[:16]
     )
-    return DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "eval")])
+    return DatasetInput(Dataset(**dataset.to_dict()), [InputTag("mlflow.data.context", "eval")])
 
 
-def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str | None) -> str:
+def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: str | None) -> str:
     from mlflow.entities import Metric, Param
 
-    results_path = next(job_dir.glob("results/*/*.json"))
-    results = read_json(results_path)
+    job_dir = files.root
+    results = read_json(files.results)
     model, dataset = results["model"], results["dataset"]
     jkey = job_key(job_dir, model, dataset)
     for found in client.search_runs([experiment_id], f"tags.`hydra_eval.job_key` = '{jkey}'"):
         if found.data.tags.get("hydra_eval.synced") == "true":
             return str(found.info.run_id)
         client.delete_run(found.info.run_id)  # a run cut short by a failure: log it again whole
-    job = read_json(job_dir / JOB) if (job_dir / JOB).is_file() else {}
+    job = read_json(files.job_info) if files.job_info.is_file() else {}
     tags = {
         "model": model,
         "dataset": dataset,
@@ -151,7 +149,7 @@ def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str 
     metrics.update({f"timing/{k}": v for k, v in results["timings"].items()})
     metrics.update({f"throughput/{k}": v for k, v in results["throughput"].items() if v is not None})
     metrics.update({f"usage/{k}": v for k, v in results.get("usage", {}).items()})
-    config = read_json(job_dir / "config.json") if (job_dir / "config.json").is_file() else {}
+    config = read_json(files.config_json) if files.config_json.is_file() else {}
     params = flatten(config)
     params["version"] = results["version"]
     client.log_batch(
@@ -159,13 +157,14 @@ def _log_job(client: Any, experiment_id: str, job_dir: Path, parent_run_id: str 
         metrics=[Metric(key(k), float(v), now, 0) for k, v in metrics.items()],
         params=[Param(k, v) for k, v in params.items()],
     )
-    table = _predictions_table(read_jsonl(job_dir / "predictions" / model / f"{dataset}.jsonl"))
+    rows = files.judged if files.judged.is_file() else files.predictions  # each prediction with its verdict
+    table = _predictions_table(read_jsonl(rows))
     client.log_table(run_id, table, "predictions.json")
     client.log_inputs(run_id, datasets=[_dataset_input(results, table)])
-    client.log_artifact(run_id, str(results_path), "results")
-    for name in ("config.yaml", "hydra-eval.log"):
-        if (job_dir / name).is_file():
-            client.log_artifact(run_id, str(job_dir / name))
+    client.log_artifact(run_id, str(files.results), "results")
+    for path in (files.config_yaml, files.log):
+        if path.is_file():
+            client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, "FINISHED")
     client.set_tag(run_id, "hydra_eval.synced", "true")  # last: marks the run complete
     return run_id
@@ -194,7 +193,7 @@ def _with_retries(fn: Any, attempts: int = 6) -> Any:
             time.sleep(0.2 + random.random() * (attempt + 1))
 
 
-def mirror_job(tracking: Any, job_dir: Path, parent_run_id: str | None = None) -> str | None:
+def mirror_job(tracking: TrackingConfig, files: JobFiles, parent_run_id: str | None = None) -> str | None:
     """Log one finished job folder; on any failure warn once and mark the folder unsynced."""
 
     def log_it() -> tuple[str, str]:
@@ -202,17 +201,17 @@ def mirror_job(tracking: Any, job_dir: Path, parent_run_id: str | None = None) -
         experiment_id = _experiment_id(client, tracking)
         with warnings.catch_warnings():  # MLflow's schema hints about integer columns and dataset sources
             warnings.simplefilter("ignore")
-            return experiment_id, _log_job(client, experiment_id, job_dir, parent_run_id)
+            return experiment_id, _log_job(client, experiment_id, files, parent_run_id)
 
     try:
         experiment_id, run_id = _with_retries(log_it)
     except Exception as e:
-        message = _warn(f"job {job_dir}", e)
+        message = _warn(f"job {files.root}", e)
         with contextlib.suppress(OSError):  # a full disk: mode=sync still finds it (no mlflow.json)
-            (job_dir / UNSYNCED).write_text(message + "\n")
+            files.unsynced.write_text(message + "\n")
         return None
-    write_json(job_dir / SYNCED, {"run_id": run_id, "tracking_uri": tracking.uri, "experiment_id": experiment_id})
-    (job_dir / UNSYNCED).unlink(missing_ok=True)
+    write_json(files.synced, {"run_id": run_id, "tracking_uri": tracking.uri, "experiment_id": experiment_id})
+    files.unsynced.unlink(missing_ok=True)
     return run_id
 
 
@@ -221,7 +220,7 @@ def parent_run_id(sweep_dir: Path) -> str | None:
     return read_json(path).get("parent_run_id") if path.is_file() else None
 
 
-def start_sweep(tracking: Any, sweep_dir: Path) -> str | None:
+def start_sweep(tracking: TrackingConfig, sweep_dir: Path) -> str | None:
     """The sweep's parent run, created on the submitting side before any job starts."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -240,7 +239,7 @@ def start_sweep(tracking: Any, sweep_dir: Path) -> str | None:
     return str(run.info.run_id)
 
 
-def finish_sweep(tracking: Any, sweep_dir: Path) -> bool:
+def finish_sweep(tracking: TrackingConfig, sweep_dir: Path) -> bool:
     """Log the sweep's summary on its parent run: the table files, one metric per (model, dataset, metric)."""
     state = read_json(sweep_dir / SWEEP) if (sweep_dir / SWEEP).is_file() else {}
     run_id = state.get("parent_run_id")
@@ -260,7 +259,7 @@ def finish_sweep(tracking: Any, sweep_dir: Path) -> bool:
             if not m.endswith("_stderr")
         ]
         client.log_batch(run_id, metrics=metrics)
-        for path in sorted((sweep_dir / "summary").glob("summary_*")):
+        for path in sorted(summary_dir(sweep_dir).glob("summary_*")):
             client.log_artifact(run_id, str(path), "summary")
         client.set_terminated(run_id, "FINISHED")
     except Exception as e:
@@ -270,21 +269,20 @@ def finish_sweep(tracking: Any, sweep_dir: Path) -> bool:
     return True
 
 
-def sync(tracking: Any, root: Path) -> tuple[int, int]:
+def sync(tracking: TrackingConfig, root: Path) -> tuple[int, int]:
     """Upload every finished job under root that has no MLflow run yet, then every sweep summary not yet
     logged. Returns (jobs synced, jobs still unsynced)."""
     done = failed = 0
     sweeps: set[Path] = set()
-    for results in sorted(root.rglob("results/*/*.json")):
-        job_dir = results.parents[2]
-        sweep_dir = job_dir.parent
+    for files in JobFiles.finished_under(root):
+        sweep_dir = files.root.parent
         if (sweep_dir / SWEEP).is_file():
             sweeps.add(sweep_dir)
             if parent_run_id(sweep_dir) is None:
                 start_sweep(tracking, sweep_dir)
-        if (job_dir / SYNCED).is_file():
+        if files.synced.is_file():
             continue
-        if mirror_job(tracking, job_dir, parent_run_id(sweep_dir)):
+        if mirror_job(tracking, files, parent_run_id(sweep_dir)):
             done += 1
         else:
             failed += 1
@@ -294,7 +292,7 @@ def sync(tracking: Any, root: Path) -> tuple[int, int]:
 
 
 def leaderboard(
-    tracking: Any, models: list[str], datasets: list[str], versions: list[str]
+    tracking: TrackingConfig, models: list[str], datasets: list[str], versions: list[str]
 ) -> list[dict[str, Any]]:
     """Results-like records from every finished job run in the experiment, newest per (model, dataset,
     version), filtered; the summary table is built from them exactly as from files."""

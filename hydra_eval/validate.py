@@ -8,20 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_eval.errors import UserError
+from hydra_eval.schema import Config, DatasetMode
 
 GROUPS = ("model", "dataset", "mode", "paths", "tracking")
 
 
-def _schema_selected(cfg: Any) -> None:
+def _schema_selected(cfg: DictConfig | Config) -> None:
+    if not isinstance(cfg, DictConfig):
+        return  # a dataclass instance exists only when every required field was given
     for group in GROUPS:
         node = OmegaConf.select(cfg, group)
         # `"name" in node` is False for a ??? value: ask is_missing, which raises for an absent key
         if node is not None and _missing(node, "name"):
             raise UserError(
-                f"{group}=base_{group} is the schema every {group} config extends, not a {group} of its own: "
+                f"{group}=base_* is a schema that {group} configs extend, not a {group} of its own: "
                 f"pick one of the {group} configs that `hydra-eval --help` lists (conf/{group}/*.yaml)"
             )
 
@@ -41,10 +44,16 @@ def _at_least(value: Any, low: int, name: str, none_means: str | None = None) ->
         raise UserError(f"{name} must be a whole number of at least {low}{also}, not {value!r}")
 
 
-def check(cfg: Any) -> None:
+def check(cfg: DictConfig | Config) -> None:
     """Raise a UserError for the first value that a job cannot use."""
     _schema_selected(cfg)
     dataset = cfg.dataset
+    section = "ppl" if dataset.mode is DatasetMode.ppl else "gen"
+    if getattr(dataset, section) is None:
+        raise UserError(
+            f"dataset {dataset.name} has mode={dataset.mode.value} but no `{section}` section: "
+            f"give dataset.{section}.* (conf/dataset/*.yaml shows both kinds)"
+        )
     _at_least(dataset.limit, 1, "dataset.limit", none_means="every row")
     _at_least(dataset.fewshot.k, 0, "dataset.fewshot.k")
     _at_least(cfg.max_partition_size, 1, "max_partition_size", none_means="no sharding")

@@ -47,7 +47,9 @@ def compose(*overrides: str) -> Any:
 
     setup()
     with initialize_config_module(config_module="hydra_eval.conf", version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=["tracking=none", *overrides])
+        return hydra_compose(
+            config_name="config", overrides=["tracking=none", "output_dir=/tmp/api-bench", *overrides]
+        )
 
 
 def siqa_prompts(n: int) -> list[str]:
@@ -77,16 +79,25 @@ def rates(backend: str, gens: list[Any], wall: float) -> dict[str, Any]:
     }
 
 
-def measure_api(url: str, texts: list[str], concurrency: int, max_new: int) -> dict[str, Any]:
-    from hydra_eval.backends.api import ApiLM
+def chat_requests(texts: list[str], max_new: int) -> list[Any]:
+    from hydra_eval.records import GenerationRequest, Message
 
-    cfg = compose(
-        "model=llamacpp_smollm2", f"model.api.base_url={url}", f"model.api.max_concurrency={concurrency}"
-    )
-    lm = ApiLM(cfg.model)
+    return [GenerationRequest(None, (Message("user", t),), (), max_new) for t in texts]
+
+
+def backend(*overrides: str) -> Any:
+    from hydra_eval.backends import BackendEnv, make
+    from hydra_eval.config import typed
+
+    cfg = typed(compose(*overrides))
+    return make(cfg.model, BackendEnv(cache_dir=cfg.paths.cache_dir))
+
+
+def measure_api(url: str, texts: list[str], concurrency: int, max_new: int) -> dict[str, Any]:
+    lm = backend("model=llamacpp_smollm2", f"model.api.base_url={url}", f"model.api.max_concurrency={concurrency}")
     t0 = time.perf_counter()
-    gens = lm.generate(texts, max_new, [], chat=True)
-    latencies = [float(g.request["latency_s"]) for g in gens if g.request]
+    gens = lm.generate(chat_requests(texts, max_new))
+    latencies = [g.usage.latency_s for g in gens if g.usage]
     return {
         **rates(f"llama.cpp server, {concurrency} concurrent", gens, time.perf_counter() - t0),
         "latency_p50_s": percentile(latencies, 50),
@@ -95,14 +106,10 @@ def measure_api(url: str, texts: list[str], concurrency: int, max_new: int) -> d
 
 
 def measure_local(texts: list[str], max_new: int, batch_size: int) -> dict[str, Any]:
-    from hydra_eval.backends import loading
-    from hydra_eval.backends.local import LocalLM
-
-    cfg = compose("model=smollm2_135m")
-    model, tokenizer = loading.load(cfg.model, cfg.paths.cache_dir)
-    lm = LocalLM(model, tokenizer, batch_size, cfg.model.max_seq_len, progress=False)
+    lm = backend("model=smollm2_135m", f"model.batch_size={batch_size}")
+    lm.generate(chat_requests(texts[:1], 1))  # loads the model outside the timed part
     t0 = time.perf_counter()
-    gens = lm.generate(texts, max_new, [], chat=True)
+    gens = lm.generate(chat_requests(texts, max_new))
     return rates(f"hydra-eval local (transformers, fp32), batch {batch_size}", gens, time.perf_counter() - t0)
 
 

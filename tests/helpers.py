@@ -1,13 +1,42 @@
-"""Dataset readers that misbehave on purpose, for sweep tests (named in overrides as dataset.read_local)."""
+"""Test helpers: the one function that runs the `hydra-eval` command, and dataset readers that misbehave on
+purpose, for sweep tests (named in overrides as dataset.read_local)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from hydra_eval.data.files import read_rows_with_labels
+from tests.conftest import DATA_DIR, ROOT
+
+
+def run_cli(
+    *args: str,
+    outputs: Path | None = None,
+    cache: Path | None = None,
+    env: dict[str, str] | None = None,
+    background: bool = False,
+    timeout: float = 600,
+    cwd: Path = ROOT,
+) -> Any:
+    """`python -m hydra_eval.cli ARGS` on the real data, its outputs (and cache) where given: the finished
+    process (capture_output, text), or with background=True the running Popen."""
+    full_env = {**os.environ, "HYDRA_EVAL_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0"}
+    if outputs is not None:
+        full_env["HYDRA_EVAL_OUTPUT_ROOT"] = str(outputs)
+    if cache is not None:
+        full_env["HYDRA_EVAL_CACHE_DIR"] = str(cache)
+    full_env.update(env or {})
+    cmd = [sys.executable, "-m", "hydra_eval.cli", *args]
+    if background:
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def fail_once(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:

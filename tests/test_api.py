@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from hydra_eval.backends.api import ApiLM
+from hydra_eval.backends.api import ApiBackend
+from hydra_eval.config import typed
+from hydra_eval.records import GenerationRequest, Message
 from scripts.llama_server import LlamaServer
 from tests.test_tracking import free_port, hydra_eval
 
@@ -229,10 +231,10 @@ def proxy(llama: LlamaServer) -> Iterator[type[Flaky429]]:
 def test_429_is_retried_with_backoff_and_retry_after(proxy: Any, compose_cfg: Any) -> None:
     proxy.failures, proxy.retry_after = 3, "1.5"
     cfg = compose_cfg(*api(proxy.url, "model.api.backoff_s=0.4", "model.api.max_concurrency=1"), "dataset=siqa")
-    lm = ApiLM(cfg.model)
-    [generation] = lm.generate(["Say hello."], 4, [], chat=True)
+    lm = ApiBackend(typed(cfg).model)
+    [generation] = lm.generate([GenerationRequest(None, (Message("user", "Say hello."),), (), 4)])
     gaps = [b - a for a, b in zip(proxy.seen, proxy.seen[1:], strict=False)]
-    assert len(proxy.seen) == 4 and generation.request is not None and generation.request["attempts"] == 4
+    assert len(proxy.seen) == 4 and generation.usage is not None and generation.usage.attempts == 4
     assert gaps[0] >= 1.5  # Retry-After (1.5 s) beats the first backoff (0.4 s)
     assert gaps[1] >= 0.8 and gaps[2] >= 1.6  # then 0.4 * 2^1, 0.4 * 2^2
     assert generation.text

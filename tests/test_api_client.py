@@ -8,10 +8,20 @@ from types import SimpleNamespace
 import pytest
 
 from hydra_eval import usage
-from hydra_eval.backends.api import ApiLM, score_echo
+from hydra_eval.backends.api import ApiBackend, score_echo
 from hydra_eval.backends.api_client import ApiError, api_key, backoff
+from hydra_eval.backends.tokenize import split_lmeval
+from hydra_eval.config import typed
 from hydra_eval.errors import UserError
-from hydra_eval.requests import split_lmeval
+from hydra_eval.records import (
+    GenerationRequest,
+    GenPrediction,
+    LoglikelihoodRequest,
+    LoglikelihoodResponse,
+    PplPrediction,
+    Usage,
+)
+from hydra_eval.schema import Convention
 
 
 def test_backoff_doubles_up_to_the_cap_and_retry_after_wins():
@@ -47,19 +57,11 @@ def test_split_lmeval_moves_trailing_spaces_to_the_continuation():
 
 
 def test_usage_summary_over_generations_and_candidates():
-    rows = [
-        {"requests": [{"prompt_tokens": 10, "completion_tokens": 5, "latency_s": 0.2, "attempts": 1}]},
-        {
-            "candidates": [
-                {"request": {"prompt_tokens": 7, "completion_tokens": 1, "latency_s": 0.4, "attempts": 3}}
-            ]
-        },
-        {
-            "candidates": [
-                {"request": {"prompt_tokens": 3, "completion_tokens": 1, "latency_s": 1.0, "attempts": 1}}
-            ]
-        },
-    ]
+    def ppl(u):
+        return PplPrediction(0, "0", 0, ("a",), (LoglikelihoodResponse(-1.0, 3, 1, True, u),), prompts=("x a",))
+
+    gen = GenPrediction(0, "0", 0, "p", ("t",), ("stop",), 10, 5, requests=(Usage(10, 5, 0.2, 1),))
+    rows = [gen, ppl(Usage(7, 1, 0.4, 3)), ppl(Usage(3, 1, 1.0, 1))]
     s = usage.summary(rows)
     assert s == {
         "requests": 3,
@@ -70,28 +72,23 @@ def test_usage_summary_over_generations_and_candidates():
         "latency_p50_s": 0.4,
         "latency_p95_s": 1.0,
     }
-    assert usage.summary([{"candidates": [{"logprob": -1.0}]}]) is None  # a local model's rows
+    assert usage.summary([ppl(None)]) is None  # a local model's rows
 
 
 def test_missing_key_variable_fails_before_any_request(compose_cfg, monkeypatch):
-    cfg = compose_cfg("model=openai_gpt4o_mini", "dataset=siqa")
+    cfg = typed(compose_cfg("model=openai_gpt4o_mini", "dataset=siqa"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError, match="OPENAI_API_KEY is not set"):
-        ApiLM(cfg.model)
+        ApiBackend(cfg.model)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert api_key(cfg.model.api) == "sk-test"
 
 
 def test_chat_endpoint_cannot_score_ppl(compose_cfg, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    lm = ApiLM(compose_cfg("model=openai_gpt4o_mini", "dataset=piqa").model)
+    lm = ApiBackend(typed(compose_cfg("model=openai_gpt4o_mini", "dataset=piqa")).model)
     with pytest.raises(UserError, match="endpoint=chat cannot score"):
-        lm.score_texts([[("a", " b")]], "opencompass")
-
-
-def test_unknown_endpoint_is_refused(compose_cfg):
-    with pytest.raises(UserError, match="model.api.endpoint must be one of"):
-        ApiLM(compose_cfg("model=llamacpp_smollm2", "model.api.endpoint=rest").model)
+        lm.loglikelihood([[LoglikelihoodRequest("a", " b")]], Convention.opencompass)
 
 
 def test_unreachable_endpoint_fails_with_one_line_after_its_retries(compose_cfg):
@@ -100,15 +97,17 @@ def test_unreachable_endpoint_fails_with_one_line_after_its_retries(compose_cfg)
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = compose_cfg(
-        "model=llamacpp_smollm2",
-        f"model.api.base_url=http://127.0.0.1:{port}/v1",
-        "model.api.retries=2",
-        "model.api.backoff_s=0.05",
+    cfg = typed(
+        compose_cfg(
+            "model=llamacpp_smollm2",
+            f"model.api.base_url=http://127.0.0.1:{port}/v1",
+            "model.api.retries=2",
+            "model.api.backoff_s=0.05",
+        )
     )
-    lm = ApiLM(cfg.model)
+    lm = ApiBackend(cfg.model)
     with pytest.raises(ApiError, match=r"APIConnectionError: .*gave up after 3 attempts") as e:
-        lm.generate(["Hello"], 4, [], chat=True)
+        lm.generate([GenerationRequest(None, None, (), 4)])
     assert "\n" not in str(e.value)
     assert lm.endpoint.retries == 2
 

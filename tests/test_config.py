@@ -5,6 +5,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
+from hydra_eval.cli import config_error
+from hydra_eval.config import typed
+from hydra_eval.schema import DatasetMode
 from tests.conftest import ROOT
 
 MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
@@ -20,11 +23,32 @@ def test_groups_are_not_empty():
 
 @pytest.mark.parametrize(("model", "dataset", "mode"), list(itertools.product(MODELS, DATASETS, MODES)))
 def test_every_combination_composes_and_resolves(compose_cfg, model, dataset, mode):
-    cfg = compose_cfg(f"model={model}", f"dataset={dataset}", f"mode={mode}")
+    cfg = typed(compose_cfg(f"model={model}", f"dataset={dataset}", f"mode={mode}"))  # every value resolves
     assert cfg.model.name == model and cfg.dataset.name == dataset and cfg.mode.name == mode
-    section = cfg.dataset.ppl if cfg.dataset.mode == "ppl" else cfg.dataset.gen
+    section = cfg.dataset.ppl if cfg.dataset.mode is DatasetMode.ppl else cfg.dataset.gen
     assert section is not None
     assert Path(cfg.dataset.local_dir).is_absolute()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "allowed"),
+    [
+        (["dataset.ppl.convention=opencompas"], "expected one of [opencompass, lmeval]"),
+        (["dataset=siqa", "dataset.gen.extractor=nosuch"], "expected one of [first_letter, edit_distance,"),
+        (["dataset.mode=foo"], "expected one of [ppl, gen]"),
+        (["model.dtype=float33"], "expected one of [float32, float16, bfloat16, float64]"),
+        (["model=llamacpp_smollm2", "model.api.endpoint=chatt"], "expected one of [auto, chat, completions]"),
+        (["model.api.base_url=x"], "Key 'api' not in 'TransformersModelConfig'"),
+        (["model=tiny_llama", "model.gguf_file=x.gguf"], "Key 'gguf_file' not in 'TinyModelConfig'"),
+        (["model=llamacpp_smollm2", "model.dtype=float16"], "Key 'dtype' not in 'OpenAIModelConfig'"),
+    ],
+)
+def test_a_value_outside_its_schema_fails_at_compose_in_one_line(compose_cfg, overrides, allowed):
+    with pytest.raises(ConfigCompositionException) as caught:
+        compose_cfg(*overrides)
+    line = config_error(caught.value)
+    assert line is not None and "\n" not in line and allowed in line, line
+    assert overrides[-1].split("=")[0] in line
 
 
 def test_defaults_are_the_real_model_on_piqa(compose_cfg):
@@ -81,3 +105,31 @@ def test_configs_ship_inside_the_installed_package(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-1500:]
     assert out.stdout.split() == ["huggyllama/llama-7b", "siqa"]
+
+
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [("submitit_slurm", "SlurmLauncher"), ("slurm", "SlurmLauncher"), ("submitit_local", "LocalLauncher")]
+    + [("local", "LocalLauncher")],
+)
+def test_every_launcher_name_gives_the_extended_launcher(name, ours, tmp_path):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="hydra_eval.conf", version_base="1.3"):
+        cfg = compose("config", [f"hydra/launcher={name}", f"output_dir={tmp_path}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == f"hydra_plugins.hydra_eval_plugins.launchers.{ours}"
+    from omegaconf import OmegaConf
+
+    assert "gpus_per_node: ${model.num_gpus}" in OmegaConf.to_yaml(cfg.hydra.launcher)  # resources per job
+
+
+def test_failure_of_reads_hydras_job_return():
+    """hydra_plugins/hydra_eval_plugins/composed.py reads JobReturn's stored exception (no public getter that
+    does not re-raise): this fails when Hydra moves it."""
+    from hydra.core.utils import JobStatus
+
+    from hydra_plugins.hydra_eval_plugins.composed import failed_return, failure_of
+
+    error = RuntimeError("boom")
+    ret = failed_return(["a=1"], "/tmp/x", error)
+    assert ret.status == JobStatus.FAILED and failure_of(ret) is error

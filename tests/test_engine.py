@@ -1,27 +1,46 @@
 """The scoring engine on the tiny random Llama: exact math, and no dependence on batch composition."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from hydra_eval.backends import loading
+from hydra_eval import tasks
+from hydra_eval.backends import tiny as tiny_backend
+from hydra_eval.backends.inprocess import InProcessBackend
 from hydra_eval.backends.local import LocalLM
+from hydra_eval.backends.tokenize import ScoreRequest
+from hydra_eval.config import typed
 from hydra_eval.data.loader import load_samples
-from hydra_eval.infer import _ppl_rows
-from hydra_eval.records import ScoreRequest
+from hydra_eval.records import GenerationRequest
 
 
-@pytest.fixture(scope="module")
-def tiny(request):
+def tiny_config():
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="hydra_eval.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=["model=tiny_llama", "output_dir=/tmp/unused"])
-    return loading.load(cfg.model)
+    return typed(cfg).model
+
+
+@pytest.fixture(scope="module")
+def tiny(request):
+    return tiny_backend.load(tiny_config())
 
 
 def lm(tiny, batch_size, token_budget=512):
     model, tokenizer = tiny
     return LocalLM(model, tokenizer, batch_size, max_seq_len=512, token_budget=token_budget, progress=False)
+
+
+def backend(tiny, batch_size, token_budget=512):
+    cfg = dataclasses.replace(tiny_config(), batch_size=batch_size, token_budget=token_budget)
+    return InProcessBackend(cfg, lambda: tiny, identity={})
+
+
+def generate(tiny, batch_size, prompts, max_new, stop=()):
+    requests = [GenerationRequest(p, None, tuple(stop), max_new) for p in prompts]
+    return backend(tiny, batch_size).generate(requests)
 
 
 def naive_logprob(model, tokens, score_from):
@@ -39,15 +58,16 @@ def naive_greedy(model, tokens, score_from):
 
 @pytest.mark.parametrize("dataset", ["piqa", "piqa_lmeval"])
 def test_scores_do_not_depend_on_batch_size(compose_cfg, tiny, dataset):
-    cfg = compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=24")
-    samples = load_samples(cfg.dataset).samples
-    prefixes = [""] * len(samples)
-    one = _ppl_rows(lm(tiny, 1, token_budget=1), cfg.dataset, samples, prefixes)  # one question per forward
-    eight = _ppl_rows(lm(tiny, 8, token_budget=8 * 200), cfg.dataset, samples, prefixes)
+    cfg = typed(compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=24"))
+    rows = list(enumerate(load_samples(cfg.dataset).samples))
+    prefixes = [""] * len(rows)
+    task = tasks.for_dataset(cfg.dataset, cfg.model)
+    one = task.predict(backend(tiny, 1, token_budget=1), rows, prefixes)  # one question per forward
+    eight = task.predict(backend(tiny, 8, token_budget=8 * 200), rows, prefixes)
     for a, b in zip(one, eight, strict=True):
-        for ca, cb in zip(a["candidates"], b["candidates"], strict=True):
-            assert ca["logprob"] == pytest.approx(cb["logprob"], abs=1e-5)
-            assert ca["n_tokens"] == cb["n_tokens"]
+        for ca, cb in zip(a.candidates, b.candidates, strict=True):
+            assert ca.logprob == pytest.approx(cb.logprob, abs=1e-5)
+            assert ca.n_tokens == cb.n_tokens
 
 
 def test_packed_scores_equal_separate_full_sequences(tiny):
@@ -121,7 +141,7 @@ def test_other_architectures_keep_the_transformers_forward():
 def test_quantized_or_offloaded_layers_keep_the_transformers_forward(compose_cfg):
     from hydra_eval.backends import flat
 
-    model, _ = loading.load(compose_cfg("model=tiny_llama").model)
+    model, _ = tiny_backend.load(typed(compose_cfg("model=tiny_llama")).model)
     assert flat.supports(model)
     layer = model.get_decoder().layers[-1]
     layer.mlp.up_proj = torch.nn.Linear(
@@ -140,26 +160,25 @@ def test_packing_computes_the_shared_prefix_once(tiny):
 
 def test_batched_generation_equals_one_row_at_a_time(tiny):
     prompts = ["Question: a?\nAnswer:", "x", "A much longer prompt that needs left padding.\nAnswer:"]
-    batched = lm(tiny, 8).generate(prompts, 6, [], chat=False)
-    single = lm(tiny, 1).generate(prompts, 6, [], chat=False)
+    batched = generate(tiny, 8, prompts, 6)
+    single = generate(tiny, 1, prompts, 6)
     assert [g.text for g in batched] == [g.text for g in single]
     assert all(g.n_new_tokens <= 6 for g in batched)
 
 
 def test_stop_strings_cut_the_generation(tiny):
-    engine = lm(tiny, 2)
-    full = engine.generate(["hello"], 12, [], chat=False)[0].text
-    assert len(full) > 2
-    stop = full[1:3]
-    cut = engine.generate(["hello"], 12, [stop], chat=False)[0].text
-    assert stop not in cut and full.startswith(cut)
+    [full] = generate(tiny, 2, ["hello"], 12)
+    assert len(full.text) > 2 and full.finish_reason == "length"
+    stop = full.text[1:3]
+    [cut] = generate(tiny, 2, ["hello"], 12, [stop])
+    assert stop not in cut.text and full.text.startswith(cut.text)
+    assert cut.finish_reason == "stop"
 
 
 def test_generation_equals_transformers_generate(tiny):
     model, tokenizer = tiny
-    engine = lm(tiny, 4)
     prompts = ["Question: a?\\nAnswer:", "x", "A much longer prompt that needs left padding.\\nAnswer:"]
-    ours = engine.generate(prompts, 7, [], chat=False)
+    ours = generate(tiny, 4, prompts, 7)
     for prompt, generation in zip(prompts, ours, strict=True):
         ids = torch.tensor([tokenizer(prompt).input_ids])
         with torch.inference_mode():

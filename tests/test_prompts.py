@@ -1,8 +1,8 @@
 from omegaconf import OmegaConf
 
 from hydra_eval import prompts
+from hydra_eval.backends.tokenize import lmeval_request, opencompass_request
 from hydra_eval.records import Sample
-from hydra_eval.requests import lmeval_request, opencompass_request
 
 PIQA = Sample(id="0", fields={"goal": "Open a jar", "sol1": "twist the lid", "sol2": "hit it"}, gold=0)
 

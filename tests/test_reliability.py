@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,36 +18,16 @@ from pathlib import Path
 import pytest
 
 from hydra_eval.errors import UserError
+from hydra_eval.outputs import JobFiles
 from hydra_eval.pipeline import run
-from tests.conftest import DATA_DIR, ROOT
+from tests.helpers import run_cli
 
 TINY = ("model=tiny_llama", "dataset=piqa", "dataset.limit=4")
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "HYDRA_EVAL_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0", **extra}
-
-
 def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hydra_eval.cli", *args],
-        cwd=ROOT,
-        env=env or cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hydra_eval.cli", *args],
-        cwd=ROOT,
-        env=env or cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    process: subprocess.Popen[str] = run_cli(*args, env=env, background=True)
+    return process
 
 
 def wait_for(path: Path, timeout_s: float = 60) -> None:
@@ -109,7 +88,7 @@ def test_artifacts_of_the_default_store_land_beside_its_database(compose_cfg, tm
     )
     cfg = compose_cfg(*TINY, "tracking=default")
     run(cfg)
-    synced = json.loads((Path(cfg.output_dir) / tracking.SYNCED).read_text())
+    synced = json.loads(JobFiles(Path(cfg.output_dir), "tiny_llama", "piqa").synced.read_text())
     from mlflow.tracking import MlflowClient
 
     uri = MlflowClient(tracking_uri=cfg.tracking.uri).get_run(synced["run_id"]).info.artifact_uri
@@ -289,8 +268,9 @@ def test_complete_results_stay_complete_when_the_summary_cannot_be_written(
 
 
 def test_selecting_a_schema_says_what_it_is(compose_cfg):
-    with pytest.raises(UserError, match="model=base_model is the schema every model config extends"):
-        run(compose_cfg("model=base_model", "dataset=piqa"))
+    for schema in ("base_hf", "base_tiny", "base_api", "base_fake"):
+        with pytest.raises(UserError, match=r"model=base_\* is a schema that model configs extend"):
+            run(compose_cfg(f"model={schema}", "dataset=piqa"))
 
 
 # 14. An endpoint that echoes the key
@@ -315,24 +295,16 @@ def test_an_api_key_echoed_by_the_endpoint_is_never_printed_or_logged(tmp_path):
     secret = "sk-hydra-eval-test-0123456789"
     folder = tmp_path / "api_job"
     try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hydra_eval.cli",
-                "model=openai_gpt4o_mini",
-                f"model.api.base_url=http://127.0.0.1:{server.server_address[1]}/v1",
-                "model.api.api_key_env=HYDRA_EVAL_TEST_KEY",
-                "model.api.requests_per_s=null",
-                "dataset=piqa_gen",
-                "dataset.limit=2",
-                *base_args(tmp_path),
-                f"hydra.run.dir={folder}",
-            ],
-            cwd=ROOT,
-            env=cli_env(HYDRA_EVAL_TEST_KEY=secret),
-            capture_output=True,
-            text=True,
+        proc = run_cli(
+            "model=openai_gpt4o_mini",
+            f"model.api.base_url=http://127.0.0.1:{server.server_address[1]}/v1",
+            "model.api.api_key_env=HYDRA_EVAL_TEST_KEY",
+            "model.api.requests_per_s=null",
+            "dataset=piqa_gen",
+            "dataset.limit=2",
+            *base_args(tmp_path),
+            f"hydra.run.dir={folder}",
+            env={"HYDRA_EVAL_TEST_KEY": secret},
             timeout=120,
         )
     finally:

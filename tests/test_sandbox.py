@@ -17,7 +17,9 @@ import pytest
 from omegaconf import open_dict
 
 from hydra_eval import cgroups, execution, sandbox
+from hydra_eval.config import typed
 from hydra_eval.errors import UserError
+from hydra_eval.records import GenPrediction, Outcome, Verdict
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="no bubblewrap (apt-get install bubblewrap)")
 
@@ -137,7 +139,7 @@ def test_harness_errors_fail_the_job_and_are_never_scored_as_the_model_failing(c
         run(cfg)
     out = Path(cfg.output_dir)
     assert not (out / "results").exists()  # no number that could be read as the model's
-    rows = read_jsonl(out / "predictions" / "tiny_llama" / "humaneval.jsonl")
+    rows = read_jsonl(out / "judged" / "tiny_llama" / "humaneval.jsonl")
     assert [r["outcomes"][0]["status"] for r in rows] == ["error", "error"]
     monkeypatch.setattr(sandbox, "run_many", real)
     with open_dict(cfg):
@@ -275,25 +277,34 @@ def test_humaneval_reference_solutions_pass_and_wrong_ones_fail(compose_cfg):
 
     problems = read_problems()
     samples = load_samples(cfg.dataset).samples
-    rows = [
-        {
-            "prompt": s.fields["prompt"],
-            "generation": problems[s.id]["canonical_solution"],
-            "fields": {"test": s.fields["test"], "entry_point": s.fields["entry_point"]},
-        }
-        for s in samples
-    ]
-    judged = execution.judge_rows(rows, cfg.dataset)
-    assert [j["correct"] for j in judged] == [True] * 12
-    assert execution.metrics(judged, cfg.dataset) == {"pass@1": 100.0}
-    wrong = [{**r, "generation": "    return None\n"} for r in rows]
-    assert not any(j["correct"] for j in execution.judge_rows(wrong, cfg.dataset))
+
+    def rows(completion):
+        return [
+            GenPrediction(
+                idx=i,
+                id=s.id,
+                gold=0,
+                prompt=s.fields["prompt"],
+                generations=(completion(s),),
+                finish_reasons=("stop",),
+                n_prompt_tokens=0,
+                n_new_tokens=0,
+                fields={"test": s.fields["test"], "entry_point": s.fields["entry_point"]},
+            )
+            for i, s in enumerate(samples)
+        ]
+
+    dataset = typed(cfg).dataset
+    judged = execution.judge_rows(rows(lambda s: problems[s.id]["canonical_solution"]), dataset)
+    assert [j.correct for j in judged] == [True] * 12
+    assert execution.metrics(judged, dataset) == {"pass@1": 100.0}
+    assert not any(j.correct for j in execution.judge_rows(rows(lambda s: "    return None\n"), dataset))
 
 
 def test_pass_at_k_is_the_unbiased_estimator(compose_cfg):
     cfg = compose_cfg("dataset=humaneval", "dataset.gen.pass_at_k=[1,2,5]")
-    judged = [{"n_passed": c, "outcomes": [{}] * 4} for c in (0, 1, 4)]
-    m = execution.metrics(judged, cfg.dataset)
+    judged = [Verdict(correct=c > 0, n_passed=c, outcomes=(Outcome("passed", ""),) * 4) for c in (0, 1, 4)]
+    m = execution.metrics(judged, typed(cfg).dataset)
     assert set(m) == {"pass@1", "pass@2"}  # k=5 > n=4 samples: not reported
     assert m["pass@1"] == pytest.approx(100 * (0 + 0.25 + 1) / 3)
     assert m["pass@2"] == pytest.approx(100 * (0 + 0.5 + 1) / 3)

@@ -39,7 +39,7 @@ def test_two_models_by_two_datasets_on_slurm(tmp_path):
     sweep = tmp_path / "sweep"
     proc = hydra_eval(
         "-m",
-        "hydra/launcher=slurm",
+        "hydra/launcher=submitit_slurm",  # the design card's name gives the extended launcher
         "model=tiny_llama,tiny_llama_b",
         "dataset=piqa,siqa",
         "dataset.limit=6",
@@ -63,7 +63,7 @@ def test_a_cancelled_job_ends_the_sweep_and_is_reported(tmp_path):
     sweep = tmp_path / "sweep"
     proc = hydra_eval(
         "-m",
-        "hydra/launcher=slurm",
+        "hydra/launcher=submitit_slurm",  # the design card's name gives the extended launcher
         "model=tiny_llama",
         "dataset=piqa",
         "dataset.limit=6",

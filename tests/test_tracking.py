@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from hydra_eval import tracking
+from hydra_eval.outputs import JobFiles
 from hydra_eval.pipeline import run
-from tests.conftest import DATA_DIR, ROOT
+from tests.conftest import ROOT
+from tests.helpers import run_cli
 
 
 def free_port() -> int:
@@ -129,11 +131,7 @@ def sweep_state(server: MlflowServer, experiment: str) -> dict[str, Any]:
 
 
 def hydra_eval(*args: str, root: Path, background: bool = False) -> Any:
-    env = {**os.environ, "HYDRA_EVAL_DATA_DIR": str(DATA_DIR), "HYDRA_EVAL_OUTPUT_ROOT": str(root)}
-    cmd = [sys.executable, "-m", "hydra_eval.cli", *args, "progress=false"]
-    if background:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return run_cli(*args, "progress=false", outputs=root, background=background)
 
 
 SWEEP = ["-m", "model=tiny_llama,tiny_llama_b", "dataset=piqa,siqa", "dataset.limit=4"]
@@ -245,7 +243,7 @@ def test_unreachable_server_loses_nothing(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "job" / "results" / "tiny_llama" / "piqa.json").is_file()
-    assert (tmp_path / "job" / tracking.UNSYNCED).is_file()
+    assert JobFiles(tmp_path / "job", "tiny_llama", "piqa").unsynced.is_file()
     assert len([line for line in proc.stderr.splitlines() if "MLflow" in line]) == 1
     assert "piqa" in proc.stdout  # the table is still printed
 
@@ -254,8 +252,10 @@ WRITER = """
 import sys
 from omegaconf import OmegaConf
 from hydra_eval import tracking
+from hydra_eval.outputs import JobFiles
 cfg = OmegaConf.create({"uri": sys.argv[1], "experiment": "concurrent", "retries": 1, "timeout_s": 10})
-assert tracking.mirror_job(cfg, tracking.Path(sys.argv[2])) is not None
+[job] = JobFiles.finished_under(tracking.Path(sys.argv[2]))
+assert tracking.mirror_job(cfg, job) is not None
 """
 
 

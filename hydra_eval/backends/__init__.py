@@ -1,1 +1,75 @@
-"""Backends turn token requests into scores and generations."""
+"""Backends: the one seam between the pipeline and a model.
+
+Each backend is one module here with a model schema (`SCHEMA`, a subclass of schema.ModelConfig whose
+`_target_` names the module's `build`) and a `build(cfg, env) -> Backend`. A YAML under conf/model/ extends
+`base_<module>`. Nothing else in the package names a backend: infer sees only the `Backend` Protocol.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from hydra_eval.records import (
+    Counters,
+    GenerationRequest,
+    GenerationResponse,
+    LoglikelihoodRequest,
+    LoglikelihoodResponse,
+)
+from hydra_eval.schema import Convention, ModelConfig
+
+
+class Backend(Protocol):
+    def loglikelihood(
+        self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
+    ) -> list[list[LoglikelihoodResponse]]:
+        """Log-likelihood of every request; a group holds the candidates of one row (a backend may share
+        their common prefix). The convention says how a pair becomes tokens: lm-eval's context/continuation
+        split (the continuation's tokens are scored), or OpenCompass's whole text (every token after the
+        first is scored)."""
+        ...
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """One response per request, in order."""
+        ...
+
+    def identity(self) -> dict[str, object]:
+        """What decides this backend's outputs (weights, settings, endpoint): part of every cache key.
+        Known without loading the model."""
+        ...
+
+    def counters(self) -> Counters:
+        """Load time and tokens computed so far."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendEnv:
+    """What a backend may use from the job besides its own schema."""
+
+    cache_dir: str  # paths.cache_dir (GGUF de-quantized weights)
+    progress: bool = False
+
+
+def schemas() -> dict[str, type[ModelConfig]]:
+    """module name -> its model schema, for every backend module in this package."""
+    found: dict[str, type[ModelConfig]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        schema = getattr(module, "SCHEMA", None)
+        if isinstance(schema, type) and issubclass(schema, ModelConfig):
+            found[info.name] = schema
+    return found
+
+
+def make(cfg: ModelConfig, env: BackendEnv) -> Backend:
+    """The backend a model config names by `_target_` (the one place a config becomes a backend)."""
+    from hydra.utils import get_method
+
+    build = get_method(cfg._target_)
+    backend: Backend = build(cfg, env)
+    return backend

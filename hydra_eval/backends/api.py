@@ -1,4 +1,4 @@
-"""A model behind an OpenAI-compatible endpoint, with LocalLM's two jobs: score texts, generate text.
+"""The OpenAI-compatible backend (vLLM, TGI, llama.cpp's server, a hosted API): score texts, generate text.
 
 Scoring asks /completions for the prompt's own log-probabilities (echo + logprobs, one new token), so it
 works on endpoints that return prompt logprobs (vLLM, llama.cpp's Python server, TGI's OpenAI route); chat
@@ -7,18 +7,39 @@ endpoints cannot score. Every request's token usage, latency and attempts are ke
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
+from hydra_eval.backends import BackendEnv
 from hydra_eval.backends.api_client import ApiError, Call, Endpoint
 from hydra_eval.backends.local import cut_at_stop
+from hydra_eval.backends.tokenize import split_lmeval
 from hydra_eval.errors import UserError
-from hydra_eval.records import Generation
-from hydra_eval.requests import split_lmeval
+from hydra_eval.records import (
+    Counters,
+    GenerationRequest,
+    GenerationResponse,
+    LoglikelihoodRequest,
+    LoglikelihoodResponse,
+    Usage,
+)
+from hydra_eval.schema import ApiConfig, Convention, ModelConfig
+from hydra_eval.schema import Endpoint as EndpointKind
 
-ENDPOINTS = ("auto", "chat", "completions")
+
+@dataclass
+class OpenAIModelConfig(ModelConfig):
+    """conf/model/*.yaml with `defaults: [base_api]`."""
+
+    _target_: str = "hydra_eval.backends.api.build"
+    num_cpus: int = 1  # the client needs little; the server runs elsewhere
+    mem_gb: int = 2
+    api: ApiConfig = field(default_factory=ApiConfig)
+
+
+SCHEMA = OpenAIModelConfig
 MAX_STOP = 4  # the OpenAI API takes at most 4 stop strings; the rest are cut here
 # Any language model predicts the second half of this almost surely (SmolLM2-135M: mean logprob -0.05);
 # logprobs shifted by one token score it near -13.
@@ -26,23 +47,14 @@ CANARY = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
 CANARY_MIN_LOGPROB = -3.0
 
 
-@dataclass(frozen=True)
-class TextScore:
-    logprob: float  # sum over the scored tokens
-    n_scored: int
-    n_tokens: int  # tokens of the whole text, as the server counted them
-    greedy: bool
-    request: dict[str, Any]
-
-
-def request_record(call: Call) -> dict[str, Any]:
+def usage_of(call: Call) -> Usage:
     usage = getattr(call.response, "usage", None)
-    return {
-        "prompt_tokens": getattr(usage, "prompt_tokens", None),
-        "completion_tokens": getattr(usage, "completion_tokens", None),
-        "latency_s": round(call.latency_s, 4),
-        "attempts": call.attempts,
-    }
+    return Usage(
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+        latency_s=round(call.latency_s, 4),
+        attempts=call.attempts,
+    )
 
 
 def score_echo(logprobs: Any, text: str, score_from_char: int) -> tuple[float, int, int, bool]:
@@ -65,23 +77,23 @@ def score_echo(logprobs: Any, text: str, score_from_char: int) -> tuple[float, i
     return total, scored, n_prompt, greedy
 
 
-class ApiLM:
-    """Wraps one OpenAI-compatible endpoint (model.api)."""
+class ApiBackend:
+    """One OpenAI-compatible endpoint (model.api)."""
 
-    scores_text = True  # infer sends (context, continuation) texts, not token ids
-
-    def __init__(self, model_cfg: Any, progress: bool = False):
-        api = model_cfg.api
-        if api.endpoint not in ENDPOINTS:
-            raise UserError(f"model.api.endpoint must be one of {', '.join(ENDPOINTS)}, not '{api.endpoint}'")
-        self.api = api
-        self.served = api.model or model_cfg.name
-        self.seed = model_cfg.seed
-        self.endpoint = Endpoint(api)
+    def __init__(self, cfg: OpenAIModelConfig, progress: bool = False):
+        self.api = cfg.api
+        self.served = cfg.api.model or cfg.name
+        self.endpoint = Endpoint(cfg.api)
         self.progress = progress
         self.tokens_computed = 0  # prompt + completion tokens the server reported
-        self.head_positions = 0
         self.checked = False  # prompt logprobs checked (check_prompt_logprobs)
+
+    def identity(self) -> dict[str, object]:
+        """What the server serves is its business: the key is where and what is asked."""
+        return {"api": f"{self.api.base_url}|{self.served}|{self.api.endpoint.value}"}
+
+    def counters(self) -> Counters:
+        return Counters(tokens_computed=self.tokens_computed)
 
     def _count(self, calls: Sequence[Call]) -> None:
         for call in calls:
@@ -111,17 +123,24 @@ class ApiLM:
             )
         self.checked = True
 
-    def score_texts(self, groups: Sequence[Sequence[tuple[str, str]]], convention: str) -> list[list[TextScore]]:
+    def loglikelihood(
+        self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
+    ) -> list[list[LoglikelihoodResponse]]:
         """Log-likelihood of each (context, continuation): lmeval scores the continuation's tokens,
         opencompass every token of the text after the first."""
-        if self.api.endpoint == "chat":
+        if self.api.endpoint is EndpointKind.chat:
             raise UserError(
                 "ppl datasets need a /completions endpoint that returns prompt logprobs; "
                 "model.api.endpoint=chat cannot score (set it to completions or auto)"
             )
         if self.api.check_logprobs and not self.checked:
             self.check_prompt_logprobs()
-        pairs = [split_lmeval(c, x) if convention == "lmeval" else (c, x) for g in groups for c, x in g]
+        lmeval = convention is Convention.lmeval
+        pairs = [
+            split_lmeval(r.context, r.continuation) if lmeval else (r.context, r.continuation)
+            for g in groups
+            for r in g
+        ]
         bar = tqdm(total=len(pairs), desc="score", unit="req", disable=not self.progress)
         calls = self.endpoint.run(self._echo, pairs, bar)
         bar.close()
@@ -129,57 +148,58 @@ class ApiLM:
         flat = []
         for (context, continuation), call in zip(pairs, calls, strict=True):
             text = context + continuation
-            start = len(context) if convention == "lmeval" else 0
+            start = len(context) if lmeval else 0
             total, scored, n_prompt, greedy = score_echo(call.response.choices[0].logprobs, text, start)
-            flat.append(TextScore(total, scored, n_prompt, greedy, request_record(call)))
+            flat.append(LoglikelihoodResponse(total, n_prompt, scored, greedy, usage_of(call)))
         out, i = [], 0
         for g in groups:
             out.append(flat[i : i + len(g)])
             i += len(g)
         return out
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        max_new_tokens: int,
-        stop: Sequence[str],
-        chat: bool,
-        desc: str = "generate",
-        temperature: float = 0.0,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Generation]:
-        """One request per prompt; greedy (temperature 0) unless sampling, each row with its own seed."""
-        use_chat = self.api.endpoint == "chat" or (self.api.endpoint == "auto" and chat)
-        items = [(p, seeds[i] if seeds is not None else self.seed) for i, p in enumerate(prompts)]
-        common: dict[str, Any] = {
-            "model": self.served,
-            "max_tokens": max_new_tokens,
-            "temperature": temperature,
-            **({"stop": list(stop)[:MAX_STOP]} if stop else {}),
-        }
-
-        async def send(client: Any, item: tuple[str, int]) -> Any:
-            prompt, seed = item
-            if use_chat:
-                messages = [{"role": "user", "content": prompt}]
-                return await client.chat.completions.create(messages=messages, seed=seed, **common)
-            return await client.completions.create(prompt=prompt, seed=seed, **common)
-
-        bar = tqdm(total=len(items), desc=desc, unit="req", disable=not self.progress)
-        calls = self.endpoint.run(send, items, bar)
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """One request per prompt: chat messages to /chat/completions, raw prompts to /completions (or as
+        given by model.api.endpoint); greedy at temperature 0, else sampled with the request's seed."""
+        bar = tqdm(total=len(requests), desc="generate", unit="req", disable=not self.progress)
+        calls = self.endpoint.run(self._send, list(requests), bar)
         bar.close()
         self._count(calls)
         out = []
-        for call in calls:
+        for request, call in zip(requests, calls, strict=True):
             choice = call.response.choices[0]
-            text = (choice.message.content if use_chat else choice.text) or ""
-            record = request_record(call)
+            text = (choice.message.content if self._chat(request) else choice.text) or ""
+            usage = usage_of(call)
             out.append(
-                Generation(
-                    text=cut_at_stop(text, stop),
-                    n_prompt_tokens=record["prompt_tokens"] or 0,
-                    n_new_tokens=record["completion_tokens"] or 0,
-                    request=record,
+                GenerationResponse(
+                    text=cut_at_stop(text, request.stop),
+                    finish_reason=str(getattr(choice, "finish_reason", None) or "stop"),
+                    n_prompt_tokens=usage.prompt_tokens or 0,
+                    n_new_tokens=usage.completion_tokens or 0,
+                    usage=usage,
                 )
             )
         return out
+
+    def _chat(self, request: GenerationRequest) -> bool:
+        endpoint = self.api.endpoint
+        return endpoint is EndpointKind.chat or (endpoint is EndpointKind.auto and request.messages is not None)
+
+    async def _send(self, client: Any, request: GenerationRequest) -> Any:
+        common: dict[str, Any] = {
+            "model": self.served,
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "seed": request.seed,
+            **({"stop": list(request.stop)[:MAX_STOP]} if request.stop else {}),
+        }
+        if self._chat(request):
+            chat = request.messages or ()
+            messages = [{"role": m.role, "content": m.content} for m in chat] or [
+                {"role": "user", "content": request.text}
+            ]
+            return await client.chat.completions.create(messages=messages, **common)
+        return await client.completions.create(prompt=request.text, **common)
+
+
+def build(cfg: OpenAIModelConfig, env: BackendEnv) -> ApiBackend:
+    return ApiBackend(cfg, env.progress)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from hydra_eval import redact
 from hydra_eval.errors import UserError
+from hydra_eval.schema import ApiConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,7 +40,7 @@ class Call:
     attempts: int
 
 
-def api_key(api: Any) -> str:
+def api_key(api: ApiConfig) -> str:
     """The key from the environment variable the config names; never from the config itself."""
     if not api.api_key_env:
         return "EMPTY"  # local servers (llama.cpp, vLLM) accept any key
@@ -100,7 +101,7 @@ class RateLimiter:
 class Endpoint:
     """Runs batches of requests against one endpoint, in order of the inputs."""
 
-    def __init__(self, api: Any):
+    def __init__(self, api: ApiConfig):
         for name in ("httpx", "httpx2", "openai"):  # a line per request would bury the job's log
             logging.getLogger(name).setLevel(logging.WARNING)
         self.api = api

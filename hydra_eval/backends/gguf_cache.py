@@ -8,18 +8,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hydra_eval.backends.hf import TransformersModelConfig
 
 log = logging.getLogger(__name__)
 
 
-def cache_dir(cfg: Any, cache_root: str) -> Path:
+def cache_dir(cfg: TransformersModelConfig, cache_root: str) -> Path:
     import transformers
 
     from hydra_eval.data.loader import sha256_file
 
+    assert cfg.gguf_file is not None
     digest = sha256_file(Path(cfg.path) / cfg.gguf_file)[:16]
-    name = f"{Path(cfg.gguf_file).stem}-{digest}-{cfg.dtype}-transformers{transformers.__version__}"
+    name = f"{Path(cfg.gguf_file).stem}-{digest}-{cfg.dtype.value}-transformers{transformers.__version__}"
     return Path(cache_root) / "gguf" / name
 
 
@@ -37,7 +41,7 @@ def _save_plain(model: Any, folder: Path) -> None:
     model.generation_config.save_pretrained(folder)
 
 
-def load(cfg: Any, cache_root: str, convert: Any) -> tuple[Any, Any]:
+def load(cfg: TransformersModelConfig, cache_root: str, convert: Any) -> tuple[Any, Any]:
     """From the cache when the converted copy exists; else convert(cfg) and store the result."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -46,7 +50,7 @@ def load(cfg: Any, cache_root: str, convert: Any) -> tuple[Any, Any]:
     if (target / "config.json").is_file():
         log.info("model %s: de-quantized copy from %s", cfg.name, target)
         tokenizer = AutoTokenizer.from_pretrained(target)
-        return AutoModelForCausalLM.from_pretrained(target, dtype=getattr(torch, cfg.dtype)), tokenizer
+        return AutoModelForCausalLM.from_pretrained(target, dtype=getattr(torch, cfg.dtype.value)), tokenizer
     model, tokenizer = convert(cfg)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))

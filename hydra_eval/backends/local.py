@@ -1,4 +1,4 @@
-"""A local causal LM (transformers) behind two batch methods: score token requests, generate text."""
+"""The in-process engine of a transformers causal LM: score token requests, generate from token prompts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from tqdm import tqdm
 
 from hydra_eval.backends import flat
 from hydra_eval.backends.packing import PackedGroup, budget_batches, collate, pack_group
-from hydra_eval.records import Generation, ScoreRequest, ScoreResult
+from hydra_eval.backends.tokenize import ScoreRequest, ScoreResult
+from hydra_eval.records import GenerationResponse
 
 
 def truncate(request: ScoreRequest, max_len: int) -> ScoreRequest:
@@ -128,30 +129,20 @@ class LocalLM:
 
     def generate(
         self,
-        prompts: Sequence[str],
+        encoded: Sequence[list[int]],
         max_new_tokens: int,
         stop: Sequence[str],
-        chat: bool,
-        desc: str = "generate",
         temperature: float = 0.0,
         seeds: Sequence[int] | None = None,
-    ) -> list[Generation]:
+        desc: str = "generate",
+    ) -> list[GenerationResponse]:
         """Generation in length-sorted, left-padded batches; text is cut at the first stop string. Greedy, or
         with temperature > 0 sampled, each row from its own seed (so a row's sample does not depend on which
         rows share its batch)."""
         import torch
 
-        tok = self.tokenizer
-        if chat:
-            prompts = [
-                tok.apply_chat_template(
-                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
-                )
-                for p in prompts
-            ]
-        encoded = [self.encode(p, add_special_tokens=not chat) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        results: list[Generation | None] = [None] * len(encoded)
+        results: list[GenerationResponse | None] = [None] * len(encoded)
         bar = tqdm(total=len(encoded), desc=desc, unit="row", disable=not self.progress)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
@@ -185,7 +176,7 @@ class LocalLM:
         stop: Sequence[str],
         temperature: float = 0.0,
         seeds: Sequence[int] | None = None,
-    ) -> list[Generation]:
+    ) -> list[GenerationResponse]:
         """Greedy decoding with a KV cache; a row leaves the batch (and the cache) as soon as it emits an
         end-of-sequence token, reaches max_new_tokens or contains a stop string."""
         import torch
@@ -207,6 +198,7 @@ class LocalLM:
         self.tokens_computed += sum(len(x) for x in batch)
         active = list(range(len(batch)))
         new_tokens: list[list[int]] = [[] for _ in batch]
+        finished = [False] * len(batch)  # ended by an end-of-sequence token or a stop string
         texts = [""] * len(batch)
         last = position[:, -1]
         for step in range(max_new_tokens):
@@ -220,11 +212,13 @@ class LocalLM:
             for k, row in enumerate(active):
                 token = int(chosen[k])
                 if token in stop_ids:
+                    finished[row] = True
                     continue
                 new_tokens[row].append(token)
                 if stop:
                     texts[row] = tok.decode(new_tokens[row], skip_special_tokens=True)
                     if any(s in texts[row] for s in stop):
+                        finished[row] = True
                         continue
                 if len(new_tokens[row]) < max_new_tokens:
                     keep.append(k)
@@ -242,7 +236,8 @@ class LocalLM:
             ).logits
             self.tokens_computed += len(active)
         generations = []
-        for x, tokens in zip(batch, new_tokens, strict=True):
+        for x, tokens, done in zip(batch, new_tokens, finished, strict=True):
             text = cut_at_stop(tok.decode(tokens, skip_special_tokens=True), stop)
-            generations.append(Generation(text=text, n_prompt_tokens=len(x), n_new_tokens=len(tokens)))
+            reason = "stop" if done else "length"
+            generations.append(GenerationResponse(text, reason, n_prompt_tokens=len(x), n_new_tokens=len(tokens)))
         return generations

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hydra_eval.records import ScoreRequest
+from hydra_eval.backends.tokenize import ScoreRequest
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,27 @@
-"""A tiny random Llama with a byte-level tokenizer, built in-process from a fixed seed (tests only)."""
+"""The tiny backend: a small random Llama with a byte-level tokenizer, built in-process from a fixed seed
+(tests: no files, no hub, deterministic scores)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass, field
 from typing import Any
+
+from hydra_eval.backends import BackendEnv
+from hydra_eval.backends.inprocess import InProcessBackend
+from hydra_eval.schema import LocalModelConfig
+
+
+@dataclass
+class TinyModelConfig(LocalModelConfig):
+    """conf/model/*.yaml with `defaults: [base_tiny]`."""
+
+    _target_: str = "hydra_eval.backends.tiny.build"
+    tiny: dict[str, Any] = field(default_factory=dict)  # LlamaConfig fields (hidden_size, num_hidden_layers, ...)
+
+
+SCHEMA = TinyModelConfig
 
 
 def byte_tokenizer() -> Any:
@@ -21,9 +40,11 @@ def byte_tokenizer() -> Any:
     )
 
 
-def build(cfg: Any) -> tuple[Any, Any]:
+def load(cfg: TinyModelConfig) -> tuple[Any, Any]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hydra_eval.backends.hf import finish
 
     tokenizer = byte_tokenizer()
     config = LlamaConfig(
@@ -36,5 +57,20 @@ def build(cfg: Any) -> tuple[Any, Any]:
         **dict(cfg.tiny),
     )
     torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(config)
-    return model, tokenizer
+    model = LlamaForCausalLM(config).to(getattr(torch, cfg.dtype.value))
+    return finish(cfg, model, tokenizer)
+
+
+def identity(cfg: TinyModelConfig) -> dict[str, object]:
+    blob = json.dumps({"tiny": dict(cfg.tiny), "seed": cfg.seed}, sort_keys=True)
+    return {
+        "backend": "tiny",
+        "weights": hashlib.sha256(blob.encode()).hexdigest(),
+        "dtype": cfg.dtype.value,
+        "device": cfg.device,
+        "max_seq_len": cfg.max_seq_len,
+    }
+
+
+def build(cfg: TinyModelConfig, env: BackendEnv) -> InProcessBackend:
+    return InProcessBackend(cfg, lambda: load(cfg), identity(cfg), env.progress)

@@ -13,6 +13,7 @@ from typing import Any
 
 from hydra_eval.errors import UserError
 from hydra_eval.records import Sample
+from hydra_eval.schema import DatasetConfig
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,11 @@ def _hub_reachable() -> None:
         raise ConnectionError(f"cannot resolve {host} ({e.strerror})") from None
 
 
-def _read_hub(cfg: Any, split: str) -> list[dict[str, Any]]:
+def _read_hub(cfg: DatasetConfig, split: str) -> list[dict[str, Any]]:
     """datasets.load_dataset on a hub id (or on a local folder in the hub's layout, as tests do)."""
     import datasets
 
+    assert cfg.hf_path is not None
     if not Path(cfg.hf_path).exists():
         _hub_reachable()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
@@ -81,7 +83,9 @@ def _exists(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
-def _read(cfg: Any, files: dict[str, str], split: str | None) -> tuple[list[dict[str, Any]], str, dict[str, str]]:
+def _read(
+    cfg: DatasetConfig, files: dict[str, str], split: str | None
+) -> tuple[list[dict[str, Any]], str, dict[str, str]]:
     """Rows of one split: from the local files when all are there, else from the hub."""
     directory = Path(cfg.local_dir)
     paths = [directory / name for name in files.values()]
@@ -112,22 +116,38 @@ def _check_path(path: str, directory: Path, field_name: str) -> None:
         raise UserError(f"{field_name}={path}: no such file ({full})")
 
 
-def load_samples(cfg: Any) -> LoadedData:
-    """Read the dataset named by a dataset config (and its few-shot pool), apply ``stride`` and ``limit``,
-    fingerprint. A sample keeps its row's index in the whole split as its id."""
+def _split_files(cfg: DatasetConfig) -> dict[str, str]:
     if not cfg.path and not cfg.files:
         raise UserError(f"dataset '{cfg.name}' needs a file: dataset.path=<rows.jsonl or .csv>")
     if cfg.path:
         _check_path(cfg.path, Path(cfg.local_dir), "dataset.path")
-    if cfg.fewshot_path and cfg.fewshot.k:
-        _check_path(cfg.fewshot_path, Path(cfg.local_dir), "dataset.fewshot_path")
-    files = {"rows": cfg.path} if cfg.path else dict(cfg.files)
-    rows, source, fingerprint = _read(cfg, files, cfg.split)
+    return {"rows": cfg.path} if cfg.path else dict(cfg.files)
+
+
+def _selected(cfg: DatasetConfig, rows: list[dict[str, Any]], source: str) -> list[tuple[int, dict[str, Any]]]:
+    """The rows a job evaluates: every stride-th, then the first `limit`, each with its index in the split."""
     if not rows:
         raise UserError(f"dataset '{cfg.name}': no rows in {source} (the file is empty or blank)")
     if cfg.stride < 1:
         raise UserError(f"dataset.stride must be 1 or more, not {cfg.stride}")
-    indexed = list(enumerate(rows))[:: cfg.stride][: cfg.limit]
+    return list(enumerate(rows))[:: cfg.stride][: cfg.limit]
+
+
+def count_rows(cfg: DatasetConfig) -> int:
+    """How many samples load_samples would give, from the raw rows alone (no samples, no few-shot pool):
+    what a sweep needs to plan shards."""
+    rows, source, _ = _read(cfg, _split_files(cfg), cfg.split)
+    return len(_selected(cfg, rows, source))
+
+
+def load_samples(cfg: DatasetConfig) -> LoadedData:
+    """Read the dataset named by a dataset config (and its few-shot pool), apply ``stride`` and ``limit``,
+    fingerprint. A sample keeps its row's index in the whole split as its id."""
+    files = _split_files(cfg)
+    if cfg.fewshot_path and cfg.fewshot.k:
+        _check_path(cfg.fewshot_path, Path(cfg.local_dir), "dataset.fewshot_path")
+    rows, source, fingerprint = _read(cfg, files, cfg.split)
+    indexed = _selected(cfg, rows, source)
     to_sample: Callable[[dict[str, Any], int], Sample] = import_object(cfg.record_to_sample)
     samples = [to_sample(row, i) for i, row in indexed]
     fewshot = cfg.fewshot

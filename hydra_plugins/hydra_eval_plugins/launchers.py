@@ -18,39 +18,69 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
-from omegaconf import OmegaConf
+from omegaconf import II, OmegaConf
+
+from hydra_plugins.hydra_eval_plugins.composed import failed_return, sweep_config
 
 log = logging.getLogger(__name__)
 
 OURS = {"_target_", "max_num_workers", "gpus"}  # keys of ours, not submitit's
 
 
+# Resources per job, resolved in each job's own config (so one sweep can mix model sizes)
+SWEEP_FOLDER = "${hydra.sweep.dir}/.submitit/%j"
+
+
 @dataclass
 class LocalConf(LocalQueueConf):
+    """Local processes through submitit: one process per job, at most max_num_workers at once, each job
+    pinned to its own GPUs when its model asks for some."""
+
     _target_: str = "hydra_plugins.hydra_eval_plugins.launchers.LocalLauncher"
     max_num_workers: int | None = None  # jobs running at once (null: all)
     gpus: list[int] | None = None  # GPU ids to hand out (null: all visible, when a job asks for GPUs)
+    gpus_per_node: int = II("model.num_gpus")
+    timeout_min: int = 1440
+    submitit_folder: str = SWEEP_FOLDER
 
 
 @dataclass
 class SlurmConf(SlurmQueueConf):
+    """A Slurm cluster through submitit. Every field of submitit's slurm executor can be set on the command
+    line (hydra.launcher.partition=gpu, hydra.launcher.setup=[...], ...)."""
+
     _target_: str = "hydra_plugins.hydra_eval_plugins.launchers.SlurmLauncher"
+    partition: str | None = None  # null = the cluster's default partition
+    timeout_min: int = 240
+    cpus_per_task: int | None = II("model.num_cpus")
+    gpus_per_node: int | None = II("model.num_gpus")
+    mem_gb: int | None = II("model.mem_gb")
+    array_parallelism: int = 64  # jobs of one sweep running at once
+    max_num_timeout: int = 3  # a job that hits its time limit is requeued this often; it resumes from its cache
+    signal_delay_s: int = 120
+    setup: list[str] | None = field(default_factory=list)  # shell lines run before the job, e.g. module load
+    submitit_folder: str = SWEEP_FOLDER
 
 
 def register_configs() -> None:
+    """hydra/launcher=submitit_local|submitit_slurm (the plugin's own names, which users know) and =local|slurm
+    all select these. The plugin registered its plain launchers under the same names when this module
+    imported its config module above; storing ours now replaces them (ConfigStore.store, public API)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(group="hydra/launcher", name="base_local", node=LocalConf)
-    cs.store(group="hydra/launcher", name="base_slurm", node=SlurmConf)
+    for name in ("submitit_local", "local"):
+        cs.store(group="hydra/launcher", name=name, node=LocalConf, provider="hydra_eval")
+    for name in ("submitit_slurm", "slurm"):
+        cs.store(group="hydra/launcher", name=name, node=SlurmConf, provider="hydra_eval")
 
 
 class JobEndedWithoutResult(RuntimeError):
@@ -80,12 +110,12 @@ class _Extended(BaseSubmititLauncher):
     def _job_params(self, overrides: Sequence[str]) -> dict[str, Any]:
         """This job's launcher settings, resolved in its own config (so ${model...} refers to its model)."""
         assert self.hydra_context is not None and self.config is not None
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        cfg = sweep_config(self.hydra_context, self.config, overrides)
         params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
         assert isinstance(params, dict)
         return {str(k): v for k, v in params.items() if k not in OURS}
 
-    def _executor(self, params: dict[str, Any]) -> Any:
+    def _executor(self, params: dict[str, Any], gpus: Sequence[int] = ()) -> Any:
         import submitit
 
         params = dict(params)
@@ -130,12 +160,7 @@ class _Extended(BaseSubmititLauncher):
                 f"job {job.job_id} ended with state {state} and no result ({first}); "
                 f"logs: {sweep_dir / str(idx)} and {job.paths.folder}"
             )
-            return JobReturn(
-                overrides=overrides,
-                working_dir=str(sweep_dir / str(idx)),
-                status=JobStatus.FAILED,
-                _return_value=error,
-            )
+            return failed_return(overrides, str(sweep_dir / str(idx)), error)
 
 
 class SlurmLauncher(_Extended):
@@ -160,6 +185,19 @@ class LocalLauncher(_Extended):
     """submitit's local executor (one process per job), run as a pool of max_num_workers slots."""
 
     _EXECUTOR = "local"
+    # What submitit's LocalExecutor takes (its update_parameters ignores the rest, e.g. mem_gb)
+    _LOCAL_KEYS = ("timeout_min", "gpus_per_node", "tasks_per_node", "nodes", "signal_delay_s", "setup")
+
+    def _executor(self, params: dict[str, Any], gpus: Sequence[int] = ()) -> Any:
+        """submitit.LocalExecutor itself, not AutoExecutor, which cannot hand a job its GPUs (visible_gpus)."""
+        import submitit
+
+        executor = submitit.LocalExecutor(
+            folder=params["submitit_folder"], max_num_timeout=params.get("max_num_timeout", 3)
+        )
+        settings = {k: params[k] for k in self._LOCAL_KEYS if params.get(k) is not None}
+        executor.update_parameters(**settings, visible_gpus=tuple(gpus))
+        return executor
 
     def _run(
         self, specs: list[tuple[int, list[str], dict[str, Any], tuple[Any, ...]]], sweep_dir: Path
@@ -173,12 +211,7 @@ class LocalLauncher(_Extended):
             n = params.get("gpus_per_node") or 0
             if n > len(free):  # can never run here: report it, run the others
                 error = JobEndedWithoutResult(f"job #{idx} asks for {n} GPU(s) but this machine gives {free}")
-                results[k] = JobReturn(
-                    overrides=overrides,
-                    working_dir=str(sweep_dir / str(idx)),
-                    status=JobStatus.FAILED,
-                    _return_value=error,
-                )
+                results[k] = failed_return(overrides, str(sweep_dir / str(idx)), error)
             else:
                 pending.append(k)
         running: dict[int, tuple[Any, list[int]]] = {}
@@ -190,9 +223,7 @@ class LocalLauncher(_Extended):
                 if n > len(free):
                     break  # wait for a running job to give its GPUs back
                 mine, free = free[:n], free[n:]
-                executor = self._executor(params)
-                if n:  # AutoExecutor does not pass visible_gpus on; submitit's LocalExecutor takes it
-                    executor._executor.update_parameters(visible_gpus=tuple(mine))
+                executor = self._executor(params, mine)
                 running[k] = (executor.submit(self, *call), mine)
                 pending.pop(0)
             finished = [k for k, (job, _) in running.items() if job.done()]

@@ -13,14 +13,16 @@ sweep needs. It sees the job list before launch and the returns after, so it
 # No `from __future__ import annotations`: Hydra runs plugin modules before they are in sys.modules, where
 # dataclasses would look their string annotations up.
 
+import itertools
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -29,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hydra_eval.errors import UserError
 from hydra_eval.outputs import JobFiles, write_json
 from hydra_eval.plan import FAILED_FILE, PLAN_FILE, PlannedJob, describe, expand, launcher_name, without_key
+from hydra_plugins.hydra_eval_plugins.composed import failure_of, sweep_config
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ log = logging.getLogger(__name__)
 class EvalSweeperConf:
     _target_: str = "hydra_plugins.hydra_eval_plugins.sweeper.EvalSweeper"
     max_batch_size: int | None = None  # jobs handed to the launcher at once (null: all)
-    params: dict[str, str] | None = None
+    params: dict[str, str] | None = None  # sweeps of their own (a suite sets dataset: a,b,c here)
 
 
 def register_configs() -> None:
@@ -46,14 +49,29 @@ def register_configs() -> None:
     ConfigStore.instance().store(group="hydra/sweeper", name="eval", node=EvalSweeperConf)
 
 
-def _count_rows(cfg: Any) -> int:
-    from hydra_eval.data.loader import load_samples
+def _count_rows(cfg: DictConfig) -> int:
+    from hydra_eval.data.loader import count_rows
 
-    return len(load_samples(cfg.dataset).samples)
+    return count_rows(cfg.dataset)
+
+
+def grid(overrides: Sequence[Override]) -> list[list[str]]:
+    """Every combination of the sweep overrides (a,b,c), each with the plain ones; a key given twice keeps
+    its last value. Hydra's basic sweeper, over the public Override API."""
+    choices: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise UserError(f"{key}: only lists of values (a,b,c) can be swept, not {override.input_line}")
+            choices[key] = [f"{key}={v}" for v in override.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return [list(combo) for combo in itertools.product(*choices.values())]
 
 
 def _error_line(ret: JobReturn) -> str:
-    value = ret._return_value
+    value = failure_of(ret) if ret.status == JobStatus.FAILED else ret.return_value
     text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else str(value)
     return (text.strip().splitlines() or [""])[0][:500]
 
@@ -78,14 +96,22 @@ class EvalSweeper(Sweeper):
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         assert self.hydra_context is not None and self.config is not None
-        return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        return sweep_config(self.hydra_context, self.config, overrides)
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.hydra_context is not None and self.config is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        arguments = self._expand_suites([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
-        parsed = parser.parse_overrides(arguments)
-        combos = BasicSweeper.split_arguments(parsed, None)[0]
+        given = {a.split("=", 1)[0].lstrip("+~") for a in arguments}
+        # the command line wins over the config's params (a suite's datasets, unless dataset=... is given)
+        params = [f"{k}={v}" for k, v in self.params.items() if k not in given]
+        try:
+            parsed = parser.parse_overrides([*arguments, *params])
+            if any(o.get_key_element() == "suite" and o.is_sweep_override() for o in parsed):
+                raise UserError("one suite per sweep: a suite is a list of datasets (give dataset=a,b,c for more)")
+            combos = grid(parsed)
+        except UserError as e:
+            log.error("%s", e)
+            sys.exit(1)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -107,24 +133,6 @@ class EvalSweeper(Sweeper):
         failed += self._merge_shards(plan, final, sweep_dir)
         write_json(sweep_dir / FAILED_FILE, failed)
         return [[ret for ret, _ in final.values()]]
-
-    def _expand_suites(self, arguments: list[str]) -> list[str]:
-        """suite=a[,b] -> dataset=<their datasets> (conf/suite/<name>.yaml lists them)."""
-        suites = [a for a in arguments if a.split("=", 1)[0] == "suite"]
-        if not suites:
-            return arguments
-        if any(a.split("=", 1)[0] == "dataset" for a in arguments):
-            log.error("give either suite=... or dataset=..., not both")
-            sys.exit(1)
-        datasets: list[str] = []
-        for name in suites[-1].split("=", 1)[1].split(","):
-            try:
-                cfg = self._compose([f"suite={name.strip()}"])
-            except Exception as e:
-                log.error("unknown suite '%s': %s", name, (str(e).splitlines() or [""])[0])
-                sys.exit(1)
-            datasets += [d for d in cfg.suite.datasets if d not in datasets]
-        return [*(a for a in arguments if a not in suites), "dataset=" + ",".join(datasets)]
 
     def _launch(self, plan: list[PlannedJob], retry: int) -> dict[int, tuple[JobReturn, int]]:
         """Launch every job, then relaunch the failed ones (new job numbers, same overrides) up to `retry`
@@ -219,7 +227,7 @@ def _ok(ret: JobReturn) -> bool:
 def _retryable(ret: JobReturn) -> bool:
     """Crashes, kills and transient errors are worth another launch; bad input (a UserError) gives the same
     error again."""
-    value = ret._return_value if ret.status == JobStatus.FAILED else None
+    value = failure_of(ret) if ret.status == JobStatus.FAILED else None
     return not isinstance(value, UserError) or bool(getattr(value, "transient", False))
 
 

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from hydra_eval.records import ScoreRequest
+
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """Score tokens[score_from:], each predicted from all tokens before it."""
+
+    tokens: tuple[int, ...]
+    score_from: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    logprob: float  # sum of log-probabilities of the scored tokens
+    n_scored: int
+    greedy: bool  # every scored token is the argmax of its distribution
+
 
 Encode = Callable[[str, bool], list[int]]  # (text, add_special_tokens) -> token ids
 

@@ -1,0 +1,112 @@
+"""A torch model in this process behind the Backend Protocol: texts become tokens here, by convention.
+
+Shared by the transformers and tiny backends, which differ only in how the model is loaded and identified.
+The model loads on the first request, so a job whose rows all come from the cache never loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from hydra_eval.backends.local import LocalLM
+from hydra_eval.backends.tokenize import ScoreRequest, lmeval_request, opencompass_request
+from hydra_eval.records import (
+    Counters,
+    GenerationRequest,
+    GenerationResponse,
+    LoglikelihoodRequest,
+    LoglikelihoodResponse,
+)
+from hydra_eval.schema import Convention, LocalModelConfig
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[], tuple[Any, Any]]  # () -> (model in eval mode on its device, tokenizer with a pad token)
+
+
+class InProcessBackend:
+    def __init__(
+        self, cfg: LocalModelConfig, load: Loader, identity: dict[str, object], progress: bool = False
+    ) -> None:
+        self.cfg = cfg
+        self._load = load
+        self._identity = identity
+        self.progress = progress
+        self._lm: LocalLM | None = None
+        self._load_s = 0.0
+
+    def identity(self) -> dict[str, object]:
+        return dict(self._identity)
+
+    def counters(self) -> Counters:
+        lm = self._lm
+        if lm is None:
+            return Counters(load_s=self._load_s)
+        return Counters(self._load_s, lm.tokens_computed, lm.head_positions)
+
+    @property
+    def lm(self) -> LocalLM:
+        if self._lm is None:
+            if self.cfg.num_threads:
+                import torch
+
+                torch.set_num_threads(self.cfg.num_threads)
+            t0 = time.perf_counter()
+            model, tokenizer = self._load()
+            self._load_s = time.perf_counter() - t0
+            log.info("model %s loaded in %.1fs", self.cfg.name, self._load_s)
+            self._lm = LocalLM(
+                model,
+                tokenizer,
+                self.cfg.batch_size,
+                self.cfg.max_seq_len,
+                token_budget=self.cfg.token_budget,
+                progress=self.progress,
+            )
+        return self._lm
+
+    def _token_request(self, request: LoglikelihoodRequest, convention: Convention) -> ScoreRequest:
+        lm = self.lm
+        if convention is Convention.opencompass:
+            return opencompass_request(request.context, request.continuation, lm.encode)
+        tok = lm.tokenizer
+        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        return lmeval_request(request.context, request.continuation, lm.encode, prefix)
+
+    def loglikelihood(
+        self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
+    ) -> list[list[LoglikelihoodResponse]]:
+        tokens = [[self._token_request(r, convention) for r in group] for group in groups]
+        return [
+            [
+                LoglikelihoodResponse(res.logprob, len(req.tokens), res.n_scored, res.greedy)
+                for req, res in zip(reqs, results, strict=True)
+            ]
+            for reqs, results in zip(tokens, self.lm.score_groups(tokens), strict=True)
+        ]
+
+    def _encode_prompt(self, request: GenerationRequest) -> list[int]:
+        lm = self.lm
+        if request.messages is None:
+            return lm.encode(request.text, add_special_tokens=True)
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        text = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return lm.encode(text, add_special_tokens=False)  # the template has its own special tokens
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        """Requests with the same decoding settings are batched together; responses come back in order."""
+        out: list[GenerationResponse | None] = [None] * len(requests)
+        batches: dict[tuple[int, tuple[str, ...], float], list[int]] = {}
+        for i, r in enumerate(requests):
+            batches.setdefault((r.max_new_tokens, r.stop, r.temperature), []).append(i)
+        for (max_new, stop, temperature), members in batches.items():
+            encoded = [self._encode_prompt(requests[i]) for i in members]
+            seeds = [requests[i].seed for i in members] if temperature > 0 else None
+            for i, response in zip(
+                members, self.lm.generate(encoded, max_new, stop, temperature, seeds), strict=True
+            ):
+                out[i] = response
+        return [r for r in out if r is not None]

@@ -1,0 +1,207 @@
+"""Predictions -> verdicts: one small named object per way of judging, chosen once from the dataset config.
+
+A multiple-choice row is judged by its convention (OpenCompass: lowest mean NLL over the whole text; lm-eval:
+highest log-likelihood, and by characters for acc_norm), a single continuation by whether it is the greedy one,
+a generation by its extractor. A new extractor is one class here and one entry in EXTRACTORS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from hydra_eval import scoring
+from hydra_eval.records import GenPrediction, PplPrediction, Prediction, Verdict
+from hydra_eval.schema import Convention, DatasetConfig, DatasetMode, Extractor, Metric, PplTask
+
+
+class Judge(Protocol):
+    default_metrics: ClassVar[tuple[Metric, ...]]
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]: ...
+
+
+def _ppl(row: Prediction) -> PplPrediction:
+    assert isinstance(row, PplPrediction), "a ppl judge got a generation row"
+    return row
+
+
+def _gen(row: Prediction) -> GenPrediction:
+    assert isinstance(row, GenPrediction), "a gen judge got a ppl row"
+    return row
+
+
+class OpenCompassChoice:
+    """OpenCompass PPLInferencer: the candidate with the lowest mean NLL over its whole text wins."""
+
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy,)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        out = []
+        for row in map(_ppl, rows):
+            scores = [scoring.opencompass_ppl(c.logprob, c.n_tokens) for c in row.candidates]
+            pred = scoring.argmin_first(scores)
+            out.append(Verdict(correct=pred == row.gold, scores=tuple(scores), pred=pred))
+        return out
+
+
+class LmevalChoice:
+    """lm-eval multiple_choice: the highest log-likelihood wins (acc); divided by characters (acc_norm)."""
+
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.acc, Metric.acc_norm)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        out = []
+        for row in map(_ppl, rows):
+            logprobs = [c.logprob for c in row.candidates]
+            norm = scoring.lmeval_acc_norm_scores(logprobs, row.choices)
+            pred, pred_norm = scoring.argmax_first(logprobs), scoring.argmax_first(norm)
+            out.append(
+                Verdict(
+                    correct=pred == row.gold,
+                    scores=tuple(logprobs),
+                    scores_norm=tuple(norm),
+                    pred=pred,
+                    pred_norm=pred_norm,
+                    correct_norm=pred_norm == row.gold,
+                )
+            )
+        return out
+
+
+class Loglikelihood:
+    """lm-eval loglikelihood (lambada): correct when the continuation is the greedy one; its log-likelihood
+    feeds perplexity."""
+
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.acc, Metric.perplexity)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        return [
+            Verdict(correct=row.candidates[0].greedy, logprob=row.candidates[0].logprob) for row in map(_ppl, rows)
+        ]
+
+
+@dataclass(frozen=True)
+class FirstLetter:
+    """The first option letter that stands alone in the output ("B", "B.", "(B)", "answer is B")."""
+
+    labels: tuple[str, ...]
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy,)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        return [self.one(_gen(row)) for row in rows]
+
+    def one(self, row: GenPrediction) -> Verdict:
+        letter = scoring.first_letter(row.generation, self.labels)
+        pred = self.labels.index(letter) if letter is not None else -1
+        return Verdict(correct=pred == row.gold, extracted=True, answer=letter, pred=pred)
+
+
+@dataclass(frozen=True)
+class EditDistance:
+    """OpenCompass EDAccEvaluator: the option nearest to the raw output by Levenshtein distance."""
+
+    labels: tuple[str, ...]
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy,)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        out = []
+        for row in map(_gen, rows):
+            letter = scoring.edit_distance_choice(row.generation, self.labels, row.options)
+            pred = self.labels.index(letter)
+            out.append(Verdict(correct=pred == row.gold, extracted=True, answer=letter, pred=pred))
+        return out
+
+
+class ExactMatch:
+    """The output's first line, normalised, equals one of the accepted answers (TriviaQA)."""
+
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy,)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        return [self.one(_gen(row)) for row in rows]
+
+    def one(self, row: GenPrediction) -> Verdict:
+        text = row.generation
+        correct = scoring.exact_match(text, row.answers or ())
+        return Verdict(correct=correct, extracted=True, answer=text.strip().split("\n")[0])
+
+
+class Gsm8k:
+    """lm-eval gsm8k-cot: flexible-extract (the last number) and strict-match ("The answer is N.")."""
+
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy, Metric.accuracy_strict)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        out = []
+        for row in map(_gen, rows):
+            strict, flexible = scoring.gsm8k_answers(row.generation)
+            answer = (row.answers or ("",))[0]
+            out.append(
+                Verdict(
+                    correct=scoring.gsm8k_match(flexible, answer),
+                    extracted=True,
+                    answer=flexible,
+                    correct_strict=scoring.gsm8k_match(strict, answer),
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class Auto:
+    """dataset=custom: exact match for rows with accepted answers, the first letter for the others."""
+
+    labels: tuple[str, ...]
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy,)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        letters, exact = FirstLetter(self.labels), ExactMatch()
+        return [exact.one(row) if row.answers else letters.one(row) for row in map(_gen, rows)]
+
+
+@dataclass(frozen=True)
+class Execute:
+    """Code (HumanEval): every completion runs against the row's tests in the sandbox (hydra_eval/execution.py)."""
+
+    dataset: DatasetConfig
+    default_metrics: ClassVar[tuple[Metric, ...]] = ()  # pass@k, from execution.metrics
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        from hydra_eval import execution
+
+        return execution.judge_rows([_gen(r) for r in rows], self.dataset)
+
+
+EXTRACTORS: dict[Extractor, Callable[[tuple[str, ...]], Judge]] = {
+    Extractor.first_letter: FirstLetter,
+    Extractor.edit_distance: EditDistance,
+    Extractor.auto: Auto,
+}
+NO_LABELS: dict[Extractor, Callable[[], Judge]] = {Extractor.exact_match: ExactMatch, Extractor.gsm8k: Gsm8k}
+
+
+def ppl_task(task: PplTask, rows: Sequence[Prediction]) -> PplTask:
+    """`auto` (dataset=custom): loglikelihood when every row has one candidate (free-form QA), else
+    multiple_choice."""
+    if task is not PplTask.auto:
+        return task
+    one = bool(rows) and all(len(_ppl(r).candidates) == 1 for r in rows)
+    return PplTask.loglikelihood if one else PplTask.multiple_choice
+
+
+def for_dataset(dataset: DatasetConfig, rows: Sequence[Prediction]) -> Judge:
+    """The judge a dataset config names (the one place a config becomes a judge)."""
+    if dataset.mode is DatasetMode.ppl:
+        assert dataset.ppl is not None
+        if ppl_task(dataset.ppl.task, rows) is PplTask.loglikelihood:
+            return Loglikelihood()
+        return OpenCompassChoice() if dataset.ppl.convention is Convention.opencompass else LmevalChoice()
+    assert dataset.gen is not None
+    extractor = dataset.gen.extractor
+    if extractor is Extractor.execute:
+        return Execute(dataset)
+    if extractor in NO_LABELS:
+        return NO_LABELS[extractor]()
+    return EXTRACTORS[extractor](tuple(dataset.labels))
