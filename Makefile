@@ -53,8 +53,8 @@ ui: $(STAMP) ## MLflow UI on http://127.0.0.1:5000 over the default store (outpu
 test: $(STAMP) $(LLAMA_STAMP) ## Every test: unit, config, tiny model, real model, Slurm, llama.cpp server
 	$(BIN)/pytest $(ARGS)
 
-test-quick: $(STAMP) ## Tests without the slow ones (real model, Slurm, llama.cpp server)
-	$(BIN)/pytest -m "not slow and not slurm and not api" $(ARGS)
+test-quick: $(STAMP) ## In-process tests only: no subprocess, server, sandbox, Slurm or real model
+	$(BIN)/pytest -m "not slow and not slurm and not api and not process" $(ARGS)
 
 parity: $(STAMP) ## hydra-eval vs lm-eval on the same rows of arc, boolq, winogrande, lambada, mmlu (docs/benchmarks.md)
 	$(BIN)/python scripts/lmeval_parity.py $(ARGS)

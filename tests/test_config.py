@@ -81,6 +81,7 @@ def test_data_dir_override_moves_every_dataset(compose_cfg, tmp_path):
     assert cfg.dataset.local_dir == f"{tmp_path}/siqa"
 
 
+@pytest.mark.process
 def test_configs_ship_inside_the_installed_package(tmp_path):
     """A regular (non-editable) install finds every config group without the source checkout."""
     import subprocess

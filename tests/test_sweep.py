@@ -46,6 +46,7 @@ def strip(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "idx"} for r in rows]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("launcher", ["basic", "local"])
 def test_sharded_sweep_equals_unsharded_exactly(tmp_path, launcher):
     common = ["model=tiny_llama", "dataset=piqa,siqa", "dataset.limit=30", "checkpoint_every=8"]
@@ -79,6 +80,7 @@ def test_sharded_sweep_equals_unsharded_exactly(tmp_path, launcher):
     assert "siqa" in sharded.stdout and "piqa" in sharded.stdout  # one table, merged results
 
 
+@pytest.mark.process
 def test_a_job_that_fails_once_is_retried(tmp_path):
     marker = tmp_path / "marker"
     proc = hydra_eval(
@@ -99,6 +101,7 @@ def test_a_job_that_fails_once_is_retried(tmp_path):
     assert "piqa" in proc.stdout
 
 
+@pytest.mark.process
 def test_failed_job_shows_dash_lists_its_log_and_exits_non_zero(tmp_path):
     # siqa's data is missing for every job (its hub is unreachable here): piqa succeeds, siqa fails twice
     data = tmp_path / "data"
@@ -128,6 +131,7 @@ def test_failed_job_shows_dash_lists_its_log_and_exits_non_zero(tmp_path):
     assert any(row[0] == "piqa" and "-" not in row[4:] for row in table[2:])
 
 
+@pytest.mark.process
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     proc = hydra_eval(
         "-m",
@@ -171,6 +175,7 @@ def _kill_after_first_saved_batch(proc: subprocess.Popen, cache: Path, timeout: 
     raise AssertionError("no batch was saved in time")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("dataset", "limit"), [("piqa", 200), ("siqa", 48)])
 def test_killed_job_resumes_from_its_last_saved_batch(tmp_path, dataset, limit):
     args = ["model=tiny_llama", f"dataset={dataset}", f"dataset.limit={limit}", "checkpoint_every=8"]
@@ -200,6 +205,7 @@ def test_killed_job_resumes_from_its_last_saved_batch(tmp_path, dataset, limit):
     assert "loaded in" not in again.stderr  # nothing to compute: the model is not even loaded
 
 
+@pytest.mark.process
 def test_changed_prompt_never_reuses_cached_predictions(tmp_path):
     args = ["model=tiny_llama", "dataset=piqa", "dataset.limit=6"]
     assert hydra_eval(*args, f"hydra.run.dir={tmp_path / 'one'}", tmp=tmp_path).returncode == 0
@@ -211,6 +217,7 @@ def test_changed_prompt_never_reuses_cached_predictions(tmp_path):
     assert meta["reused"] == {"cache": 0, "folder": 0, "computed": 6}
 
 
+@pytest.mark.process
 def test_reuse_takes_matching_predictions_from_an_earlier_folder(tmp_path):
     args = ["model=tiny_llama", "dataset=piqa", "dataset.limit=6"]
     assert hydra_eval(*args, f"hydra.run.dir={tmp_path / 'first'}", tmp=tmp_path / "x").returncode == 0
@@ -226,6 +233,7 @@ def test_reuse_takes_matching_predictions_from_an_earlier_folder(tmp_path):
     assert json.dumps(first["fingerprints"]) == json.dumps(second["fingerprints"])
 
 
+@pytest.mark.process
 def test_local_pool_pins_each_job_to_its_own_gpus(tmp_path):
     """Four GPU ids, jobs of two GPUs each: at most two jobs run at once, on disjoint GPU sets. (No GPU
     here: the ids are only handed out; the tiny model runs on the CPU whatever CUDA_VISIBLE_DEVICES says.)"""
@@ -249,6 +257,7 @@ def test_local_pool_pins_each_job_to_its_own_gpus(tmp_path):
     assert len(results_by_pair(sweep)) == 1 and len(list(sweep.rglob("results/*/*.json"))) == 3
 
 
+@pytest.mark.process
 def test_a_suite_expands_to_its_datasets(tmp_path):
     proc = hydra_eval("-m", "suite=commonsense", "model=tiny_llama,tiny_llama_b", "dry_run=true", tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -262,6 +271,7 @@ def test_a_suite_expands_to_its_datasets(tmp_path):
     assert [line.split()[2] for line in glob.stdout.splitlines()[2:]] == ["arc_challenge", "arc_easy"]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -276,6 +286,7 @@ def test_suite_mistakes_are_one_line(tmp_path, args, needle):
     assert needle in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.process
 def test_two_configurations_of_one_pair_are_sharded_and_merged_apart(tmp_path):
     sweep = tmp_path / "sweep"
     proc = hydra_eval(

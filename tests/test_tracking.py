@@ -146,6 +146,7 @@ def test_keys_are_mlflow_legal():
     }
 
 
+@pytest.mark.process
 def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     proc = hydra_eval(
         *SWEEP,
@@ -193,6 +194,7 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     assert sorted(line.split()[0] for line in lines[2:]) == ["piqa", "siqa"]
 
 
+@pytest.mark.process
 def test_outage_mid_sweep_then_sync_equals_an_undisturbed_sweep(server, tmp_path):
     calm = hydra_eval(
         *SWEEP,
@@ -233,6 +235,7 @@ def test_outage_mid_sweep_then_sync_equals_an_undisturbed_sweep(server, tmp_path
     assert sweep_state(server, "storm") == sweep_state(server, "calm")
 
 
+@pytest.mark.process
 def test_unreachable_server_loses_nothing(tmp_path):
     proc = hydra_eval(
         "model=tiny_llama",
@@ -259,6 +262,7 @@ assert tracking.mirror_job(cfg, job) is not None
 """
 
 
+@pytest.mark.process
 def test_eight_jobs_log_at_once_to_the_default_sqlite_store(compose_cfg, tmp_path):
     first = tmp_path / "sweep" / "0"
     run(compose_cfg("model=tiny_llama", "dataset.limit=3", f"output_dir={first}"), print_summary=False)
@@ -284,6 +288,7 @@ def test_eight_jobs_log_at_once_to_the_default_sqlite_store(compose_cfg, tmp_pat
     assert len(client.search_runs([experiment.experiment_id])) == 8
 
 
+@pytest.mark.process
 def test_mlflow_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
