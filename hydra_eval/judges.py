@@ -182,6 +182,15 @@ EXTRACTORS: dict[Extractor, Callable[[tuple[str, ...]], Judge]] = {
 NO_LABELS: dict[Extractor, Callable[[], Judge]] = {Extractor.exact_match: ExactMatch, Extractor.gsm8k: Gsm8k}
 
 
+def preflight(dataset: DatasetConfig) -> None:
+    """What a dataset's judge must check before hours of generation, not after (code: opted in, and the
+    sandbox runs a trivial program here)."""
+    if dataset.mode is DatasetMode.gen and dataset.gen is not None and dataset.gen.extractor is Extractor.execute:
+        from hydra_eval.execution import check_allowed
+
+        check_allowed(dataset.execution, dataset.name)
+
+
 def ppl_task(task: PplTask, rows: Sequence[Prediction]) -> PplTask:
     """`auto` (dataset=custom): loglikelihood when every row has one candidate (free-form QA), else
     multiple_choice."""

@@ -9,14 +9,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from hydra_eval import outputs, summary, validate
+from hydra_eval import judges, outputs, summary, validate
 from hydra_eval.config import plain, typed
 from hydra_eval.errors import UserError
 from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
 from hydra_eval.outputs import JobFiles, disk_errors, write_json, write_text
-from hydra_eval.schema import Config, Extractor, VizSource
+from hydra_eval.schema import Config, VizSource
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,8 @@ def run(composed: DictConfig | Config, print_summary: bool = True) -> dict[str, 
         job = PlannedJob([], cfg.model.name, cfg.dataset.name, cfg.shard.index, cfg.shard.count)
         print(describe([job], "none (single run)"), end="")
         return None
-    if cfg.mode.eval and cfg.dataset.gen is not None and cfg.dataset.gen.extractor is Extractor.execute:
-        from hydra_eval.execution import check_allowed
-
-        check_allowed(cfg.dataset.execution, cfg.dataset.name)  # before hours of generation, not after
+    if cfg.mode.eval:
+        judges.preflight(cfg.dataset)  # before hours of generation, not after
     root = Path(cfg.output_dir)
     with disk_errors(root, "the job folder"):
         root.mkdir(parents=True, exist_ok=True)

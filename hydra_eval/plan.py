@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_eval import validate
 
@@ -56,12 +56,12 @@ class PlannedJob:
         return {**asdict(self), "job_overrides": self.job_overrides}
 
 
-def launcher_name(cfg: Any) -> str:
+def launcher_name(cfg: DictConfig) -> str:
     target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     return target.rsplit(".", 1)[-1] or "unknown"
 
 
-def resources(cfg: Any) -> dict[str, Any]:
+def resources(cfg: DictConfig) -> dict[str, Any]:
     launcher = OmegaConf.select(cfg, "hydra.launcher", default=None)
     if launcher is None:
         return {}
@@ -70,8 +70,8 @@ def resources(cfg: Any) -> dict[str, Any]:
 
 def expand(
     combos: Sequence[Sequence[str]],
-    compose: Callable[[list[str]], Any],
-    count_rows: Callable[[Any], int],
+    compose: Callable[[list[str]], DictConfig],
+    count_rows: Callable[[DictConfig], int],
 ) -> list[PlannedJob]:
     """One PlannedJob per combination, or per shard where the dataset has more rows than
     max_partition_size (shards of near-equal size, contiguous rows)."""

@@ -102,7 +102,7 @@ class ModelConfig:
     max_out_len: int = 100  # new tokens per generation (a dataset's gen.max_out_len wins)
     chat_template: bool = False  # gen-mode prompts go as chat messages (the backend applies the template)
     seed: int = 0
-    # What one job of this model asks a launcher for (conf/hydra/launcher/*.yaml read these)
+    # What one job of this model asks a launcher for (hydra_plugins/hydra_eval_plugins/launchers.py reads these)
     num_gpus: int = 0
     num_cpus: int = 2
     mem_gb: int = 16
@@ -255,7 +255,7 @@ class Config:
     viz: VizConfig = field(default_factory=VizConfig)
     output_dir: str = MISSING
     progress: bool = True
-    # Scale-out and resume (read by hydra_eval.sweeper and the infer stage)
+    # Scale-out and resume (read by hydra_plugins/hydra_eval_plugins/sweeper.py and the infer stage)
     shard: ShardConfig = field(default_factory=ShardConfig)
     max_partition_size: int | None = None  # a dataset with more rows becomes shards, one job each
     retry: int = 2  # a failed job is relaunched this many times before it is reported failed

@@ -117,7 +117,7 @@ def run_job(model_args: list[str], rows: int, out: Path) -> list[dict[str, Any]]
     cmd = [sys.executable, "-m", "hydra_eval.cli", *model_args, "dataset=siqa", f"dataset.limit={rows}"]
     cmd += ["tracking=none", "progress=false", "resume=false", f"hydra.run.dir={out}"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
-    [path] = list(out.glob("predictions/*/siqa.jsonl"))
+    [path] = list(out.glob("judged/*/siqa.jsonl"))  # each prediction with its verdict
     return [json.loads(line) for line in path.open()]
 
 

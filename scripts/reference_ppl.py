@@ -5,7 +5,7 @@ It shares no code with hydra_eval: it reads PIQA's original files, renders piqa_
 runs each full text through the model alone, and scores it as OpenCompass's get_ppl does:
 (sum of NLL of tokens 2..N) / N; the label with the lowest score wins.
 
-    python scripts/reference_ppl.py --limit 200 --out docs/golden/piqa_smollm2_200.json
+    python scripts/reference_ppl.py --limit 200 --out tests/golden/piqa_smollm2_200.json
 """
 
 from __future__ import annotations

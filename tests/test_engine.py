@@ -30,7 +30,7 @@ def tiny(request):
 
 def lm(tiny, batch_size, token_budget=512):
     model, tokenizer = tiny
-    return LocalLM(model, tokenizer, batch_size, max_seq_len=512, token_budget=token_budget, progress=False)
+    return LocalLM(model, tokenizer, batch_size, max_seq_len=512, token_budget=token_budget)
 
 
 def backend(tiny, batch_size, token_budget=512):
@@ -108,7 +108,7 @@ def test_flat_forward_equals_transformers_forward(tiny):
         [ScoreRequest((7, 8, 9, 10, 11, 12), 2), ScoreRequest((7, 8, 9, 40), 4)],
         [ScoreRequest(tuple(range(20, 60)), 30)],
     ]
-    reference = LocalLM(model, tokenizer, 4, 512, token_budget=4096, progress=False, flat_forward=False)
+    reference = LocalLM(model, tokenizer, 4, 512, token_budget=4096, flat_forward=False)
     assert reference._fused is None
     expected = reference.score_groups(groups)
     for budget in (1, 64, 4096):

@@ -36,13 +36,15 @@ def test_siqa_keeps_raw_generation_and_letter(compose_cfg, tmp_path):
 def test_cached_dequantized_copy_equals_the_gguf(compose_cfg, cache_dir):
     import torch
 
-    from hydra_eval.backends import gguf_cache, loading
+    from hydra_eval.backends import gguf_cache, hf
+    from hydra_eval.config import typed
 
-    cfg = compose_cfg().model
-    direct_model, direct_tok = loading.load(cfg)  # no cache root: straight from the GGUF file
-    loading.load(cfg, str(cache_dir))  # converts (or finds) the cached copy
+    cfg = typed(compose_cfg()).model
+    assert isinstance(cfg, hf.TransformersModelConfig)
+    direct_model, direct_tok = hf.load(cfg)  # no cache root: straight from the GGUF file
+    hf.load(cfg, str(cache_dir))  # converts (or finds) the cached copy
     assert (gguf_cache.cache_dir(cfg, str(cache_dir)) / "config.json").is_file()
-    cached_model, cached_tok = loading.load(cfg, str(cache_dir))
+    cached_model, cached_tok = hf.load(cfg, str(cache_dir))
     text = "The following makes sense: \nQ: How do I open a jar?\nA: Twist the lid.\n"
     assert cached_tok(text).input_ids == direct_tok(text).input_ids
     assert (

@@ -1,5 +1,5 @@
 """Sweeps on a real Slurm (scripts/slurm-local.sh: slurmctld, slurmd, slurmdbd, munge on this host) through
-hydra-submitit-launcher's submitit_slurm, as extended by conf/hydra/launcher/slurm.yaml."""
+hydra/launcher=submitit_slurm, hydra-eval's extension of the plugin's launcher (hydra_eval_plugins)."""
 
 from __future__ import annotations
 

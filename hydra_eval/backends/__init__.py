@@ -52,7 +52,6 @@ class BackendEnv:
     """What a backend may use from the job besides its own schema."""
 
     cache_dir: str  # paths.cache_dir (GGUF de-quantized weights)
-    progress: bool = False
 
 
 def schemas() -> dict[str, type[ModelConfig]]:

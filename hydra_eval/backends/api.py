@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm import tqdm
-
 from hydra_eval.backends import BackendEnv
 from hydra_eval.backends.api_client import ApiError, Call, Endpoint
 from hydra_eval.backends.local import cut_at_stop
@@ -80,11 +78,10 @@ def score_echo(logprobs: Any, text: str, score_from_char: int) -> tuple[float, i
 class ApiBackend:
     """One OpenAI-compatible endpoint (model.api)."""
 
-    def __init__(self, cfg: OpenAIModelConfig, progress: bool = False):
+    def __init__(self, cfg: OpenAIModelConfig):
         self.api = cfg.api
         self.served = cfg.api.model or cfg.name
         self.endpoint = Endpoint(cfg.api)
-        self.progress = progress
         self.tokens_computed = 0  # prompt + completion tokens the server reported
         self.checked = False  # prompt logprobs checked (check_prompt_logprobs)
 
@@ -141,9 +138,7 @@ class ApiBackend:
             for g in groups
             for r in g
         ]
-        bar = tqdm(total=len(pairs), desc="score", unit="req", disable=not self.progress)
-        calls = self.endpoint.run(self._echo, pairs, bar)
-        bar.close()
+        calls = self.endpoint.run(self._echo, pairs)
         self._count(calls)
         flat = []
         for (context, continuation), call in zip(pairs, calls, strict=True):
@@ -160,9 +155,7 @@ class ApiBackend:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """One request per prompt: chat messages to /chat/completions, raw prompts to /completions (or as
         given by model.api.endpoint); greedy at temperature 0, else sampled with the request's seed."""
-        bar = tqdm(total=len(requests), desc="generate", unit="req", disable=not self.progress)
-        calls = self.endpoint.run(self._send, list(requests), bar)
-        bar.close()
+        calls = self.endpoint.run(self._send, list(requests))
         self._count(calls)
         out = []
         for request, call in zip(requests, calls, strict=True):
@@ -202,4 +195,4 @@ class ApiBackend:
 
 
 def build(cfg: OpenAIModelConfig, env: BackendEnv) -> ApiBackend:
-    return ApiBackend(cfg, env.progress)
+    return ApiBackend(cfg)

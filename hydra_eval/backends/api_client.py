@@ -108,15 +108,11 @@ class Endpoint:
         self.key = api_key(api)  # fail before any work when the key is missing
         self.retries = 0  # retried attempts so far, over all batches
 
-    def run(
-        self, request: Callable[[Any, T], Awaitable[Any]], items: Sequence[T], progress: Any = None
-    ) -> list[Call]:
+    def run(self, request: Callable[[Any, T], Awaitable[Any]], items: Sequence[T]) -> list[Call]:
         """request(client, item) for every item, at most max_concurrency at once; results in input order."""
-        return asyncio.run(self._run_all(request, items, progress))
+        return asyncio.run(self._run_all(request, items))
 
-    async def _run_all(
-        self, request: Callable[[Any, T], Awaitable[Any]], items: Sequence[T], progress: Any
-    ) -> list[Call]:
+    async def _run_all(self, request: Callable[[Any, T], Awaitable[Any]], items: Sequence[T]) -> list[Call]:
         from openai import AsyncOpenAI
 
         limiter = RateLimiter(self.api.requests_per_s)
@@ -126,10 +122,7 @@ class Endpoint:
         ) as client:
 
             async def one(item: T) -> Call:
-                call = await self._with_retries(lambda: request(client, item), limiter, slots)
-                if progress is not None:
-                    progress.update(1)
-                return call
+                return await self._with_retries(lambda: request(client, item), limiter, slots)
 
             tasks = [asyncio.ensure_future(one(item)) for item in items]
             try:

@@ -107,4 +107,4 @@ def identity(cfg: TransformersModelConfig) -> dict[str, object]:
 
 
 def build(cfg: TransformersModelConfig, env: BackendEnv) -> InProcessBackend:
-    return InProcessBackend(cfg, lambda: load(cfg, env.cache_dir), identity(cfg), env.progress)
+    return InProcessBackend(cfg, lambda: load(cfg, env.cache_dir), identity(cfg))

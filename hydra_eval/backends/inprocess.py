@@ -28,13 +28,10 @@ Loader = Callable[[], tuple[Any, Any]]  # () -> (model in eval mode on its devic
 
 
 class InProcessBackend:
-    def __init__(
-        self, cfg: LocalModelConfig, load: Loader, identity: dict[str, object], progress: bool = False
-    ) -> None:
+    def __init__(self, cfg: LocalModelConfig, load: Loader, identity: dict[str, object]) -> None:
         self.cfg = cfg
         self._load = load
         self._identity = identity
-        self.progress = progress
         self._lm: LocalLM | None = None
         self._load_s = 0.0
 
@@ -64,7 +61,6 @@ class InProcessBackend:
                 self.cfg.batch_size,
                 self.cfg.max_seq_len,
                 token_budget=self.cfg.token_budget,
-                progress=self.progress,
             )
         return self._lm
 

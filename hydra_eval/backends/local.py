@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tqdm import tqdm
-
 from hydra_eval.backends import flat
 from hydra_eval.backends.packing import PackedGroup, budget_batches, collate, pack_group
 from hydra_eval.backends.tokenize import ScoreRequest, ScoreResult
@@ -36,7 +34,6 @@ class LocalLM:
         batch_size: int,
         max_seq_len: int,
         token_budget: int = 4096,
-        progress: bool = True,
         flat_forward: bool = True,
     ):
         self.model = model
@@ -44,7 +41,6 @@ class LocalLM:
         self.batch_size = batch_size  # rows per generation batch
         self.token_budget = token_budget  # padded tokens per scoring forward
         self.max_seq_len = max_seq_len
-        self.progress = progress
         self.tokens_computed = 0  # real (non-pad) tokens through the transformer body
         self.head_positions = 0  # positions through the LM head
         # Scoring runs its matmuls over real tokens only (backends/flat.py) where the architecture allows.
@@ -57,9 +53,7 @@ class LocalLM:
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
 
-    def score_groups(
-        self, groups: Sequence[Sequence[ScoreRequest]], desc: str = "score"
-    ) -> list[list[ScoreResult]]:
+    def score_groups(self, groups: Sequence[Sequence[ScoreRequest]]) -> list[list[ScoreResult]]:
         """Sum of log-probs of tokens[score_from:] for every request. Each group (the candidates of one
         question) is packed into one row with its shared prefix computed once; rows are batched by a token
         budget, longest first. Results do not depend on how rows are batched."""
@@ -67,15 +61,12 @@ class LocalLM:
 
         packed = [pack_group([truncate(r, self.max_seq_len) for r in g]) for g in groups]
         results: list[list[ScoreResult]] = [[] for _ in packed]
-        bar = tqdm(total=sum(len(g) for g in groups), desc=desc, unit="cand", disable=not self.progress)
         with torch.inference_mode():
             for batch in budget_batches([len(g.tokens) for g in packed], self.token_budget):
                 flat = self._score_batch([packed[i] for i in batch])
                 for i in batch:
                     n = packed[i].n_candidates
                     results[i], flat = flat[:n], flat[n:]
-                    bar.update(n)
-        bar.close()
         return results
 
     def _score_batch(self, groups: Sequence[PackedGroup]) -> list[ScoreResult]:
@@ -134,7 +125,6 @@ class LocalLM:
         stop: Sequence[str],
         temperature: float = 0.0,
         seeds: Sequence[int] | None = None,
-        desc: str = "generate",
     ) -> list[GenerationResponse]:
         """Generation in length-sorted, left-padded batches; text is cut at the first stop string. Greedy, or
         with temperature > 0 sampled, each row from its own seed (so a row's sample does not depend on which
@@ -143,7 +133,6 @@ class LocalLM:
 
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[GenerationResponse | None] = [None] * len(encoded)
-        bar = tqdm(total=len(encoded), desc=desc, unit="row", disable=not self.progress)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
@@ -159,8 +148,6 @@ class LocalLM:
                     strict=True,
                 ):
                     results[i] = g
-                bar.update(len(chunk))
-        bar.close()
         return [g for g in results if g is not None]
 
     def _stop_ids(self) -> set[int]:

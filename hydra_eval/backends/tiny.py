@@ -73,4 +73,4 @@ def identity(cfg: TinyModelConfig) -> dict[str, object]:
 
 
 def build(cfg: TinyModelConfig, env: BackendEnv) -> InProcessBackend:
-    return InProcessBackend(cfg, lambda: load(cfg), identity(cfg), env.progress)
+    return InProcessBackend(cfg, lambda: load(cfg), identity(cfg))

@@ -1,4 +1,5 @@
-"""hydra-submitit-launcher's two launchers, extended (conf/hydra/launcher/{local,slurm}.yaml select them).
+"""hydra-submitit-launcher's two launchers, extended, and stored in ConfigStore under the plugin's own names
+(hydra/launcher=submitit_local|submitit_slurm) and as local|slurm.
 
 What they add to the plugin's launchers, which they subclass:
 - resources per job: the launcher settings are resolved in each job's own config, so
