@@ -37,6 +37,6 @@ def job_context(cfg: Config) -> dict[str, Any]:
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         info["hydra_job_num"] = OmegaConf.select(hc, "job.num", default=None)  # type: ignore[arg-type]
-        if hc.mode == RunMode.MULTIRUN:
+        if hc.mode is RunMode.MULTIRUN:
             info["sweep_dir"] = str(Path(hc.sweep.dir).resolve())
     return info
