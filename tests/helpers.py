@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra_eval.data.files import read_rows_with_labels
-from tests.conftest import DATA_DIR, ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
+# This module is also imported by jobs (dataset.read_local=tests.helpers.hang): it stays light, no pytest
+DATA_DIR = Path(os.environ.get("HYDRA_EVAL_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 
 
 def run_cli(

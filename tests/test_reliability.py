@@ -157,7 +157,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     wait_for(folder / ".hydra-eval.lock")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert [line for line in err.splitlines() if line.strip()][-1].endswith(
         "run the same command again to compute only the rest"
