@@ -38,9 +38,17 @@ def identity(
     cfg: Config, data_fingerprint: dict[str, str], backend_identity: dict[str, object], samples: str = ""
 ) -> dict[str, Any]:
     """The backend's identity (weights and the settings that change its outputs) and the job's own."""
-    model: dict[str, Any] = {"chat_template": cfg.model.chat_template, "seed": cfg.model.seed}
+    m = cfg.model
+    model: dict[str, Any] = {"chat_template": m.chat_template, "seed": m.seed}
     if cfg.dataset.mode is DatasetMode.gen:
-        model["max_out_len"] = cfg.model.max_out_len
+        model["max_out_len"] = m.max_out_len
+        # added later: in the key only when set, so keys made before them stay valid
+        if m.system_prompt is not None:
+            model["system_prompt"] = m.system_prompt
+        if m.chat_template_kwargs:
+            model["chat_template_kwargs"] = dict(m.chat_template_kwargs)
+        if m.reasoning.strip:
+            model["reasoning"] = [m.reasoning.start, m.reasoning.end]
     return {
         "model": backend_identity,
         "model_settings": model,

@@ -10,11 +10,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hydra_eval import prompts, tasks, usage
+from hydra_eval import genstats, prompts, tasks, usage
 from hydra_eval.errors import UserError
 from hydra_eval.judges import Judge
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
-from hydra_eval.records import InferMeta, Judged, Prediction, Verdict, prediction_from_json
+from hydra_eval.records import GenPrediction, InferMeta, Judged, Prediction, Verdict, prediction_from_json
 from hydra_eval.schema import Config, DatasetConfig
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,28 @@ def read_predictions(files: JobFiles, dataset: DatasetConfig) -> tuple[InferMeta
     return meta, [prediction_from_json(r, where) for r in read_jsonl(files.predictions)]
 
 
+def warn_truncation(cfg: Config, stats: dict[str, Any]) -> None:
+    assert cfg.dataset.gen is not None
+    share, limit = stats["length_capped"], 100 * cfg.dataset.gen.length_warn_share
+    if share > limit:
+        max_new = cfg.dataset.gen.max_out_len or cfg.model.max_out_len
+        log.warning(
+            "%.1f%% of %s generations hit the length cap of %d new tokens (answers may be cut short): raise "
+            "dataset.gen.max_out_len",
+            share,
+            cfg.dataset.name,
+            max_new,
+        )
+    unclosed = stats.get("reasoning_unclosed", 0)
+    if unclosed:
+        log.warning(
+            "%d of %d %s generations opened a reasoning block and never closed it: scored as empty answers",
+            unclosed,
+            stats["generations"],
+            cfg.dataset.name,
+        )
+
+
 def run_eval(cfg: Config, files: JobFiles) -> dict[str, Any]:
     t0 = time.perf_counter()
     dataset = cfg.dataset
@@ -64,7 +86,12 @@ def run_eval(cfg: Config, files: JobFiles) -> dict[str, Any]:
     metrics = tasks.score(dataset, judge, verdicts)
     if dataset.group_metrics_by:
         metrics.update(grouped_metrics(dataset, judge, rows, verdicts))
-    results = meta.results(task.convention, metrics, time.perf_counter() - t0, usage.summary(rows))
+    generated = [r for r in rows if isinstance(r, GenPrediction)]
+    stats = genstats.summary(generated) if generated else None
+    if stats is not None:
+        metrics["length_capped"] = stats["length_capped"]  # in the table and MLflow beside the scores
+        warn_truncation(cfg, stats)
+    results = meta.results(task.convention, metrics, time.perf_counter() - t0, usage.summary(rows), stats)
     write_json(files.results, results)
     log.info(
         "eval: %s on %s: %s -> %s",

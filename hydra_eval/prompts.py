@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from hydra_eval.config import plain
-from hydra_eval.records import Sample
+from hydra_eval.records import Message, Sample
 from hydra_eval.schema import DatasetConfig, DatasetMode, GenConfig, PplConfig
 
 
@@ -54,6 +55,46 @@ def gen_prompt(gen: GenConfig, sample: Sample) -> str:
     return render(gen.template, sample)
 
 
+def system_text(dataset: DatasetConfig, sample: Sample, system: str | None) -> str:
+    """lm-eval's system prompt: the system instruction and the task description, joined by the few-shot
+    delimiter (either alone when the other is absent)."""
+    description = render(dataset.description, sample) if dataset.description else ""
+    if system is not None and description:
+        return system + dataset.fewshot.delimiter + description
+    return system if system is not None else description
+
+
+def gen_text(dataset: DatasetConfig, sample: Sample, shots: Sequence[Sample], system: str | None) -> str:
+    """A raw (no chat template) generation prompt as lm-eval builds it: system prompt, the examples each
+    followed by the few-shot delimiter, the question."""
+    assert dataset.gen is not None
+    delimiter = dataset.fewshot.delimiter
+    examples = "".join(shot_text(dataset, s) + delimiter for s in shots)
+    return system_text(dataset, sample, system) + examples + gen_prompt(dataset.gen, sample)
+
+
+def gen_messages(
+    dataset: DatasetConfig, sample: Sample, shots: Sequence[Sample], system: str | None, multiturn: bool
+) -> tuple[Message, ...]:
+    """Chat messages as lm-eval's apply_chat_template builds them: a system message (system prompt and
+    description), then the examples as user/assistant turns (fewshot_as_multiturn) or inlined in the one
+    user turn before the question."""
+    gen = dataset.gen
+    assert gen is not None
+    head = system_text(dataset, sample, system)
+    messages = [Message("system", head)] if head else []
+    question = gen_prompt(gen, sample)
+    if multiturn:
+        for shot in shots:
+            messages.append(Message("user", gen_prompt(gen, shot)))
+            messages.append(Message("assistant", render(gen.shot_answer, shot).lstrip()))
+        messages.append(Message("user", question))
+    else:
+        delimiter = dataset.fewshot.delimiter
+        messages.append(Message("user", "".join(shot_text(dataset, s) + delimiter for s in shots) + question))
+    return tuple(messages)
+
+
 # Settings added after the first datasets shipped: left out of the hash while at their defaults, so the
 # versions of those datasets did not change.
 _GEN_DEFAULTS: dict[str, Any] = {
@@ -64,7 +105,12 @@ _GEN_DEFAULTS: dict[str, Any] = {
     "num_samples": 1,
     "temperature": 0.8,
     "pass_at_k": [1],
+    "system_prompt": None,
+    "fewshot_as_multiturn": False,
+    "top_p": 1.0,
+    "top_k": 0,
 }
+_NOT_PROMPT = ("length_warn_share",)  # gen settings that change no prompt and no score
 _DEFAULTS = {"choices_field": None, "contexts_field": None, "task": "multiple_choice", "metrics": None}
 
 
@@ -76,7 +122,7 @@ def inference_settings(dataset: DatasetConfig) -> dict[str, Any]:
     body = plain(section) if section is not None else None
     if isinstance(body, dict):
         defaults = _DEFAULTS if dataset.mode is DatasetMode.ppl else {**_DEFAULTS, **_GEN_DEFAULTS}
-        body = {k: v for k, v in body.items() if k not in defaults or v != defaults[k]}
+        body = {k: v for k, v in body.items() if (k not in defaults or v != defaults[k]) and k not in _NOT_PROMPT}
     settings[mode] = body
     if dataset.description:
         settings["description"] = dataset.description

@@ -97,7 +97,8 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """Generate after a raw `prompt`, or after chat `messages` (the backend applies its chat template)."""
+    """Generate after a raw `prompt`, or after chat `messages` (the backend applies its chat template, with
+    `chat_template_kwargs`)."""
 
     prompt: str | None
     messages: tuple[Message, ...] | None
@@ -105,6 +106,14 @@ class GenerationRequest:
     max_new_tokens: int
     temperature: float = 0.0  # 0: greedy
     seed: int = 0  # sampling is seeded per request, so a row's sample does not depend on its batch
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    chat_template_kwargs: Mapping[str, Any] | None = None
+
+    @property
+    def sampling(self) -> tuple[float, float, int]:
+        """What decides how tokens are drawn (requests that share it can share a batch)."""
+        return (self.temperature, self.top_p, self.top_k)
 
     @property
     def text(self) -> str:
@@ -114,10 +123,15 @@ class GenerationRequest:
         return self.messages[-1].content if self.messages else ""
 
 
+# Why a generation ended: a stop string, the end-of-sequence token, the max new tokens; `stop` is a served
+# model's word for either of the first two (OpenAI's API does not say which)
+FINISH_REASONS = ("stop_string", "eos", "length", "stop")
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationResponse:
     text: str  # the continuation, cut at the first stop string
-    finish_reason: str  # stop (end of sequence or a stop string) | length (max new tokens)
+    finish_reason: str  # FINISH_REASONS
     n_prompt_tokens: int
     n_new_tokens: int
     usage: Usage | None = None
@@ -165,6 +179,15 @@ class PplPrediction:
 
 
 @dataclass(frozen=True, slots=True)
+class Split:
+    """A generation split by model.reasoning: the thinking (None: the output had none) and the answer."""
+
+    reasoning: str | None
+    answer: str
+    closed: bool  # false: a reasoning block was opened and never closed (the answer is then empty)
+
+
+@dataclass(frozen=True, slots=True)
 class GenPrediction:
     """The infer stage's output for one generation row (num_samples generations)."""
 
@@ -181,10 +204,23 @@ class GenPrediction:
     answers: tuple[str, ...] | None = None  # accepted answers
     fields: Mapping[str, Any] | None = None  # sample fields the eval stage needs (tests, entry point, ...)
     group: str | None = None
+    messages: tuple[Message, ...] | None = None  # chat: what the chat template was given
+    splits: tuple[Split, ...] | None = None  # model.reasoning.strip: one per generation
+    reasoning_tokens: tuple[int, ...] | None = None  # tokens of each reasoning and answer (backends that know)
+    answer_tokens: tuple[int, ...] | None = None
 
     @property
     def generation(self) -> str:
         return self.generations[0]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """What is scored, one per generation: the answer after the reasoning, or the whole generation."""
+        return tuple(s.answer for s in self.splits) if self.splits is not None else self.generations
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
 
     def to_json(self) -> Json:
         out: Json = {"schema_version": SCHEMA_VERSION, "idx": self.idx, "id": self.id, "gold": self.gold}
@@ -205,6 +241,14 @@ class GenPrediction:
             out["fields"] = dict(self.fields)
         if self.group is not None:
             out["group"] = self.group
+        if self.messages is not None:
+            out["messages"] = [{"role": m.role, "content": m.content} for m in self.messages]
+        if self.splits is not None:
+            out["reasoning"] = [s.reasoning for s in self.splits]
+            out["outputs"] = [s.answer for s in self.splits]
+            out["reasoning_closed"] = [s.closed for s in self.splits]
+        if self.reasoning_tokens is not None and self.answer_tokens is not None:
+            out.update(reasoning_tokens=list(self.reasoning_tokens), answer_tokens=list(self.answer_tokens))
         return out
 
     @classmethod
@@ -223,6 +267,15 @@ class GenPrediction:
             answers=tuple(d["answers"]) if "answers" in d else None,
             fields=d.get("fields"),
             group=d.get("group"),
+            messages=tuple(Message(m["role"], m["content"]) for m in d["messages"]) if "messages" in d else None,
+            splits=tuple(
+                Split(r, a, bool(c))
+                for r, a, c in zip(d["reasoning"], d["outputs"], d["reasoning_closed"], strict=True)
+            )
+            if "outputs" in d
+            else None,
+            reasoning_tokens=tuple(d["reasoning_tokens"]) if "reasoning_tokens" in d else None,
+            answer_tokens=tuple(d["answer_tokens"]) if "answer_tokens" in d else None,
         )
 
 
@@ -259,6 +312,9 @@ class Verdict:
     n_passed: int | None = None  # code: programs that passed, of `outcomes`
     outcomes: tuple[Outcome, ...] | None = None
     harness_error: str | None = None  # the harness failed (never the model's failure): the job fails
+    # num_samples > 1: each sample's verdict (the fields above are the first sample's)
+    sample_correct: tuple[bool, ...] | None = None
+    sample_answers: tuple[str | None, ...] | None = None
 
     def to_json(self) -> Json:
         out: Json = {}
@@ -280,6 +336,10 @@ class Verdict:
             out["outcomes"] = [{"status": o.status, "detail": o.detail} for o in self.outcomes]
         if self.harness_error is not None:
             out["harness_error"] = self.harness_error
+        if self.sample_correct is not None:
+            out["sample_correct"] = list(self.sample_correct)
+        if self.sample_answers is not None:
+            out["sample_answers"] = list(self.sample_answers)
         return out
 
 
@@ -366,7 +426,12 @@ class InferMeta:
         )
 
     def results(
-        self, convention: str, metrics: Mapping[str, float], eval_s: float, usage: Mapping[str, float] | None
+        self,
+        convention: str,
+        metrics: Mapping[str, float],
+        eval_s: float,
+        usage: Mapping[str, float] | None,
+        generation: Mapping[str, Any] | None = None,
     ) -> Json:
         """results/<model>/<dataset>.json: the summary table, MLflow and comparisons read this."""
         meta = self.to_json()
@@ -380,4 +445,6 @@ class InferMeta:
         }
         if usage is not None:  # served models: tokens and latency of their requests
             out["usage"] = dict(usage)
+        if generation is not None:  # gen datasets: how generations ended (genstats.summary)
+            out["generation"] = dict(generation)
         return out

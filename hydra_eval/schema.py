@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -39,6 +40,7 @@ class Metric(Enum):
     acc = "acc"
     acc_norm = "acc_norm"
     perplexity = "perplexity"
+    pass_at_1 = "pass@1"  # code: the program passes its tests
 
 
 class Extractor(Enum):
@@ -48,6 +50,7 @@ class Extractor(Enum):
     gsm8k = "gsm8k"  # lm-eval gsm8k: flexible (last number) and strict ("The answer is N.")
     auto = "auto"  # exact_match for rows with accepted answers, first_letter for the others
     execute = "execute"  # run the completion against the row's tests in the sandbox (pass@k)
+    math = "math"  # the final answer (last \boxed{}) equivalent to an accepted one, by math-verify
 
 
 class Sampler(Enum):
@@ -94,6 +97,16 @@ class ApiConfig:
 
 
 @dataclass
+class ReasoningConfig:
+    """A reasoning model's thinking, split off its output before the answer is read (hydra_eval/reasoning.py)."""
+
+    strip: bool = False  # score only what follows `end`; an output that opens `start` and never closes it
+    #   scores as an empty answer (and is counted)
+    start: str = "<think>"
+    end: str = "</think>"
+
+
+@dataclass
 class ModelConfig:
     """What every backend has. `_target_` names the backend's factory (hydra_eval/backends/*.py: build)."""
 
@@ -101,6 +114,10 @@ class ModelConfig:
     name: str = MISSING
     max_out_len: int = 100  # new tokens per generation (a dataset's gen.max_out_len wins)
     chat_template: bool = False  # gen-mode prompts go as chat messages (the backend applies the template)
+    system_prompt: str | None = None  # chat: the system message (a dataset's gen.system_prompt wins)
+    # extra arguments for the chat template (e.g. enable_thinking: false for templates that read it)
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
     seed: int = 0
     # What one job of this model asks a launcher for (hydra_plugins/hydra_eval_plugins/launchers.py reads these)
     num_gpus: int = 0
@@ -157,9 +174,17 @@ class GenConfig:
     answers_field: str | None = None  # a list field of accepted answers (extractor exact_match)
     chat_template: bool | None = None  # null: the model's chat_template setting; false for base-style prompts
     keep_fields: list[str] = field(default_factory=list)  # sample fields copied into predictions (tests, ...)
-    num_samples: int = 1  # generations per row; > 1 samples at `temperature` (pass@k)
-    temperature: float = 0.8  # used only when num_samples > 1 (one sample is greedy)
-    pass_at_k: list[int] = field(default_factory=lambda: [1])  # extractor execute: the k of pass@k
+    system_prompt: str | None = None  # chat: the system message (null: the model's system_prompt)
+    fewshot_as_multiturn: bool = False  # chat: each example a user turn and an assistant turn (lm-eval's
+    #   --fewshot_as_multiturn); false: the examples are inlined in the one user turn
+    # Sampling: one sample is greedy; num_samples = k > 1 samples each row k times at `temperature`, each
+    # seeded by (model.seed, row id, sample number), and reports avg@k, pass@k and maj@k
+    num_samples: int = 1
+    temperature: float = 0.8  # used only when num_samples > 1
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    pass_at_k: list[int] = field(default_factory=lambda: [1])  # extra k of pass@k (each not above num_samples)
+    length_warn_share: float = 0.05  # warn when more generations than this share hit max_out_len
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from hydra_eval import judges, metrics, prompts
+from hydra_eval import judges, metrics, prompts, reasoning, sampling
 from hydra_eval.backends import Backend
 from hydra_eval.records import (
     GenerationRequest,
@@ -22,6 +22,7 @@ from hydra_eval.records import (
     PplPrediction,
     Prediction,
     Sample,
+    Split,
     Verdict,
 )
 from hydra_eval.schema import DatasetConfig, DatasetMode, GenConfig, Metric, ModelConfig, PplConfig
@@ -34,8 +35,10 @@ class Task(Protocol):
         ...
 
     def predict(
-        self, backend: Backend, rows: Sequence[tuple[int, Sample]], prefixes: Sequence[str]
-    ) -> list[Prediction]: ...
+        self, backend: Backend, rows: Sequence[tuple[int, Sample]], shots: Sequence[Sequence[Sample]]
+    ) -> list[Prediction]:
+        """Predictions for `rows`, each with its few-shot examples."""
+        ...
 
     def judge(self, rows: Sequence[Prediction]) -> tuple[judges.Judge, list[Verdict]]: ...
 
@@ -56,8 +59,9 @@ class LoglikelihoodTask:
         return self.ppl.convention.value
 
     def predict(
-        self, backend: Backend, rows: Sequence[tuple[int, Sample]], prefixes: Sequence[str]
+        self, backend: Backend, rows: Sequence[tuple[int, Sample]], shots: Sequence[Sequence[Sample]]
     ) -> list[Prediction]:
+        prefixes = [prompts.prefix(self.dataset, s, list(shot)) for (_, s), shot in zip(rows, shots, strict=True)]
         pairs_of = [prompts.ppl_candidates(self.ppl, s, p) for (_, s), p in zip(rows, prefixes, strict=True)]
         groups = [[LoglikelihoodRequest(c, x) for c, x in pairs] for pairs in pairs_of]
         scored = backend.loglikelihood(groups, self.ppl.convention)
@@ -86,7 +90,7 @@ class LoglikelihoodTask:
 
 @dataclass(frozen=True)
 class GenerationTask:
-    """Generated answers: greedy, or num_samples seeded samples per row (pass@k)."""
+    """Generated answers: greedy, or num_samples seeded samples per row (avg@k, pass@k, maj@k)."""
 
     dataset: DatasetConfig
     gen: GenConfig
@@ -96,47 +100,73 @@ class GenerationTask:
     def convention(self) -> str:
         return self.gen.extractor.value
 
-    def _requests(self, sample: Sample, prompt: str) -> list[GenerationRequest]:
+    @property
+    def chat(self) -> bool:
+        return self.model.chat_template if self.gen.chat_template is None else self.gen.chat_template
+
+    def _requests(
+        self, sample: Sample, prompt: str | None, messages: tuple[Message, ...] | None
+    ) -> list[GenerationRequest]:
         gen, model = self.gen, self.model
-        chat = model.chat_template if gen.chat_template is None else gen.chat_template
-        prompt_text = None if chat else prompt
-        messages = (Message("user", prompt),) if chat else None
-        stop, max_new = tuple(gen.stop), gen.max_out_len or model.max_out_len
+        kwargs = dict(model.chat_template_kwargs) if messages and model.chat_template_kwargs else None
+        common: dict[str, Any] = {
+            "stop": tuple(gen.stop),
+            "max_new_tokens": gen.max_out_len or model.max_out_len,
+            "chat_template_kwargs": kwargs,
+        }
         n = max(1, gen.num_samples)
         if n == 1:
-            return [GenerationRequest(prompt_text, messages, stop, max_new, seed=model.seed)]
-        # n samples per row, each seeded by (row, sample number)
+            return [GenerationRequest(prompt, messages, seed=model.seed, **common)]
+        # n samples per row, each seeded by (model seed, row id, sample number): not by batch or shard
         return [
             GenerationRequest(
-                prompt_text,
+                prompt,
                 messages,
-                stop,
-                max_new,
                 temperature=gen.temperature,
+                top_p=gen.top_p,
+                top_k=gen.top_k,
                 seed=zlib.crc32(f"{model.seed}:{sample.id}:{j}".encode()),
+                **common,
             )
             for j in range(n)
         ]
 
+    def _split(self, backend: Backend, texts: Sequence[str]) -> tuple[tuple[Split, ...] | None, list[int] | None]:
+        """model.reasoning.strip: each generation's reasoning and answer, and their token counts."""
+        r = self.model.reasoning
+        if not r.strip:
+            return None, None
+        splits = tuple(reasoning.split(t, r.start, r.end) for t in texts)
+        counts = backend.count_tokens([s.reasoning or "" for s in splits] + [s.answer for s in splits])
+        return splits, counts
+
     def predict(
-        self, backend: Backend, rows: Sequence[tuple[int, Sample]], prefixes: Sequence[str]
+        self, backend: Backend, rows: Sequence[tuple[int, Sample]], shots: Sequence[Sequence[Sample]]
     ) -> list[Prediction]:
-        gen = self.gen
-        texts = [p + prompts.gen_prompt(gen, s) for (_, s), p in zip(rows, prefixes, strict=True)]
-        per_row = [self._requests(s, t) for (_, s), t in zip(rows, texts, strict=True)]
+        gen, dataset = self.gen, self.dataset
+        system = gen.system_prompt if gen.system_prompt is not None else self.model.system_prompt
+        pairs = [(s, list(shot)) for (_, s), shot in zip(rows, shots, strict=True)]
+        chats: list[tuple[Message, ...] | None] = [None] * len(rows)
+        if self.chat:
+            chats = [prompts.gen_messages(dataset, s, sh, system, gen.fewshot_as_multiturn) for s, sh in pairs]
+            per_row = [self._requests(s, None, m) for (s, _), m in zip(pairs, chats, strict=True)]
+        else:
+            per_row = [self._requests(s, prompts.gen_text(dataset, s, sh, system), None) for s, sh in pairs]
         flat = backend.generate([r for rs in per_row for r in rs])
         out: list[Prediction] = []
         start = 0
-        for (idx, s), text, requests in zip(rows, texts, per_row, strict=True):
+        for (idx, s), messages, requests in zip(rows, chats, per_row, strict=True):
             responses = flat[start : start + len(requests)]
             start += len(requests)
             usage = [r.usage for r in responses if r.usage is not None]
+            splits, counts = self._split(backend, [r.text for r in responses])
+            k = len(responses)
             out.append(
                 GenPrediction(
                     idx=idx,
                     id=s.id,
                     gold=s.gold,
-                    prompt=text,
+                    prompt=requests[0].text,
                     generations=tuple(r.text for r in responses),
                     finish_reasons=tuple(r.finish_reason for r in responses),
                     n_prompt_tokens=responses[0].n_prompt_tokens,
@@ -146,13 +176,17 @@ class GenerationTask:
                     answers=tuple(s.fields[gen.answers_field]) if gen.answers_field else None,
                     fields={f: s.fields[f] for f in gen.keep_fields} if gen.keep_fields else None,
                     group=_group(self.dataset, s),
+                    messages=messages,
+                    splits=splits,
+                    reasoning_tokens=tuple(counts[:k]) if counts is not None else None,
+                    answer_tokens=tuple(counts[k:]) if counts is not None else None,
                 )
             )
         return out
 
     def judge(self, rows: Sequence[Prediction]) -> tuple[judges.Judge, list[Verdict]]:
         judge = judges.for_dataset(self.dataset, rows)
-        return judge, judge.judge(rows)
+        return judge, sampling.judge_samples(judge, [r for r in rows if isinstance(r, GenPrediction)])
 
 
 def for_dataset(dataset: DatasetConfig, model: ModelConfig) -> Task:
@@ -172,8 +206,8 @@ def metric_names(dataset: DatasetConfig, judge: judges.Judge) -> tuple[Metric, .
 
 
 def score(dataset: DatasetConfig, judge: judges.Judge, verdicts: Sequence[Verdict]) -> dict[str, float]:
-    if isinstance(judge, judges.Execute):
-        from hydra_eval import execution
-
-        return execution.metrics(verdicts, dataset)
+    """The judge's metrics; with num_samples = k > 1, avg@k, pass@k and maj@k instead."""
+    gen = dataset.gen if dataset.mode is DatasetMode.gen else None
+    if gen is not None and gen.num_samples > 1:
+        return sampling.metrics(verdicts, gen.num_samples, gen.pass_at_k)
     return metrics.compute(metric_names(dataset, judge), verdicts)

@@ -36,7 +36,7 @@ def test_custom_multiple_choice_end_to_end(compose_cfg, tmp_path, mode):
         compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}", f"dataset.mode={mode}")
     )
     assert results is not None and results["n"] == 4
-    expected = {"acc", "acc_norm"} if mode == "ppl" else {"accuracy"}
+    expected = {"acc", "acc_norm"} if mode == "ppl" else {"accuracy", "length_capped"}
     assert {k for k in results["metrics"] if not k.endswith("_stderr")} == expected
     rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
     assert [r["gold"] for r in rows] == [0, 1, 1, 0]
@@ -51,7 +51,7 @@ def test_custom_qa_end_to_end(compose_cfg, tmp_path, mode):
         compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}", f"dataset.mode={mode}")
     )
     assert results is not None and results["n"] == 3
-    expected = {"acc", "perplexity"} if mode == "ppl" else {"accuracy"}
+    expected = {"acc", "perplexity"} if mode == "ppl" else {"accuracy", "length_capped"}
     assert {k for k in results["metrics"] if not k.endswith("_stderr")} == expected
     if mode == "gen":
         rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")

@@ -60,10 +60,10 @@ def naive_greedy(model, tokens, score_from):
 def test_scores_do_not_depend_on_batch_size(compose_cfg, tiny, dataset):
     cfg = typed(compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=24"))
     rows = list(enumerate(load_samples(cfg.dataset).samples))
-    prefixes = [""] * len(rows)
+    shots: list[list] = [[] for _ in rows]
     task = tasks.for_dataset(cfg.dataset, cfg.model)
-    one = task.predict(backend(tiny, 1, token_budget=1), rows, prefixes)  # one question per forward
-    eight = task.predict(backend(tiny, 8, token_budget=8 * 200), rows, prefixes)
+    one = task.predict(backend(tiny, 1, token_budget=1), rows, shots)  # one question per forward
+    eight = task.predict(backend(tiny, 8, token_budget=8 * 200), rows, shots)
     for a, b in zip(one, eight, strict=True):
         for ca, cb in zip(a.candidates, b.candidates, strict=True):
             assert ca.logprob == pytest.approx(cb.logprob, abs=1e-5)
@@ -172,7 +172,7 @@ def test_stop_strings_cut_the_generation(tiny):
     stop = full.text[1:3]
     [cut] = generate(tiny, 2, ["hello"], 12, [stop])
     assert stop not in cut.text and full.text.startswith(cut.text)
-    assert cut.finish_reason == "stop"
+    assert cut.finish_reason == "stop_string"
 
 
 def test_generation_equals_transformers_generate(tiny):

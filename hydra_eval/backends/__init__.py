@@ -37,6 +37,11 @@ class Backend(Protocol):
         """One response per request, in order."""
         ...
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+        """Tokens of each text by the model's tokenizer (reasoning and answer lengths); None where the
+        tokenizer is not here (a served model)."""
+        ...
+
     def identity(self) -> dict[str, object]:
         """What decides this backend's outputs (weights, settings, endpoint): part of every cache key.
         Known without loading the model."""

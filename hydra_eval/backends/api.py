@@ -75,6 +75,20 @@ def score_echo(logprobs: Any, text: str, score_from_char: int) -> tuple[float, i
     return total, scored, n_prompt, greedy
 
 
+def finish_reason(choice: Any, cut_here: bool) -> str:
+    """records.FINISH_REASONS from an OpenAI choice: `length`, a stop string (vLLM says which in
+    `stop_reason`; or one this client cut), else the server's `stop` (a stop string or end of sequence)."""
+    reason = getattr(choice, "finish_reason", None) or "stop"
+    if reason == "length":
+        return "length"
+    stop_reason = getattr(choice, "stop_reason", None)
+    if cut_here or isinstance(stop_reason, str):
+        return "stop_string"
+    if reason == "stop" and stop_reason is None and hasattr(choice, "stop_reason"):
+        return "eos"  # vLLM: stop_reason is None at the end-of-sequence token
+    return "stop"
+
+
 class ApiBackend:
     """One OpenAI-compatible endpoint (model.api)."""
 
@@ -162,16 +176,20 @@ class ApiBackend:
             choice = call.response.choices[0]
             text = (choice.message.content if self._chat(request) else choice.text) or ""
             usage = usage_of(call)
+            cut = cut_at_stop(text, request.stop)
             out.append(
                 GenerationResponse(
-                    text=cut_at_stop(text, request.stop),
-                    finish_reason=str(getattr(choice, "finish_reason", None) or "stop"),
+                    text=cut,
+                    finish_reason=finish_reason(choice, cut_here=len(cut) < len(text)),
                     n_prompt_tokens=usage.prompt_tokens or 0,
                     n_new_tokens=usage.completion_tokens or 0,
                     usage=usage,
                 )
             )
         return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+        return None  # the tokenizer is the server's
 
     def _chat(self, request: GenerationRequest) -> bool:
         endpoint = self.api.endpoint
@@ -184,7 +202,13 @@ class ApiBackend:
             "temperature": request.temperature,
             "seed": request.seed,
             **({"stop": list(request.stop)[:MAX_STOP]} if request.stop else {}),
+            **({"top_p": request.top_p} if request.top_p < 1.0 else {}),
         }
+        extra: dict[str, Any] = {"top_k": request.top_k} if request.top_k > 0 else {}  # vLLM, llama.cpp
+        if self._chat(request) and request.chat_template_kwargs:
+            extra["chat_template_kwargs"] = dict(request.chat_template_kwargs)  # vLLM, SGLang
+        if extra:
+            common["extra_body"] = extra
         if self._chat(request):
             chat = request.messages or ()
             messages = [{"role": m.role, "content": m.content} for m in chat] or [

@@ -1,7 +1,7 @@
 """The fake backend: deterministic scores and replies from the request texts, no weights, no torch.
 
 For the pipeline's unit tests (`model=fake`), and the smallest example of a backend: a schema, a class with
-the Protocol's four methods, a `build`.
+the Protocol's five methods, a `build`.
 """
 
 from __future__ import annotations
@@ -71,16 +71,19 @@ class FakeBackend:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         out = []
         for r in requests:
-            text = self.cfg.reply
+            text, reason = self.cfg.reply, "eos"
             for s in r.stop:
                 if s and s in text:
-                    text = text[: text.index(s)]
+                    text, reason = text[: text.index(s)], "stop_string"
             words = text.split(" ")
-            reason = "length" if len(words) > r.max_new_tokens else "stop"
+            reason = "length" if len(words) > r.max_new_tokens else reason
             text = " ".join(words[: r.max_new_tokens])
             self.tokens_computed += _tokens(r.text) + _tokens(text)
             out.append(GenerationResponse(text, reason, _tokens(r.text), _tokens(text)))
         return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+        return [len(t.split()) for t in texts]
 
 
 def build(cfg: FakeModelConfig, env: BackendEnv) -> FakeBackend:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hydra_eval.backends.local import LocalLM
+from hydra_eval.backends.local import LocalLM, Sampling
 from hydra_eval.backends.tokenize import ScoreRequest, lmeval_request, opencompass_request
 from hydra_eval.records import (
     Counters,
@@ -89,20 +89,24 @@ class InProcessBackend:
         if request.messages is None:
             return lm.encode(request.text, add_special_tokens=True)
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        text = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = lm.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, **(request.chat_template_kwargs or {})
+        )
         return lm.encode(text, add_special_tokens=False)  # the template has its own special tokens
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Requests with the same decoding settings are batched together; responses come back in order."""
         out: list[GenerationResponse | None] = [None] * len(requests)
-        batches: dict[tuple[int, tuple[str, ...], float], list[int]] = {}
+        batches: dict[tuple[int, tuple[str, ...], Sampling], list[int]] = {}
         for i, r in enumerate(requests):
-            batches.setdefault((r.max_new_tokens, r.stop, r.temperature), []).append(i)
-        for (max_new, stop, temperature), members in batches.items():
+            batches.setdefault((r.max_new_tokens, r.stop, r.sampling), []).append(i)
+        for (max_new, stop, sampling), members in batches.items():
             encoded = [self._encode_prompt(requests[i]) for i in members]
-            seeds = [requests[i].seed for i in members] if temperature > 0 else None
-            for i, response in zip(
-                members, self.lm.generate(encoded, max_new, stop, temperature, seeds), strict=True
-            ):
+            seeds = [requests[i].seed for i in members] if sampling[0] > 0 else None
+            responses = self.lm.generate(encoded, max_new, stop, sampling, seeds)
+            for i, response in zip(members, responses, strict=True):
                 out[i] = response
         return [r for r in out if r is not None]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+        return self.lm.count_tokens(texts)

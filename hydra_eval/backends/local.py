@@ -19,6 +19,30 @@ def truncate(request: ScoreRequest, max_len: int) -> ScoreRequest:
     return ScoreRequest(tokens=request.tokens[cut:], score_from=max(1, request.score_from - cut))
 
 
+Sampling = tuple[float, float, int]  # temperature, top_p, top_k (GenerationRequest.sampling)
+GREEDY: Sampling = (0.0, 1.0, 0)
+
+
+def sample_probs(logits: Any, sampling: Sampling) -> Any:
+    """The distribution a token is drawn from: softmax at the temperature, cut to the top_k tokens and to
+    the smallest set whose probability reaches top_p (the nucleus), renormalised."""
+    import torch
+
+    temperature, top_p, top_k = sampling
+    logits = logits / temperature
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the tokens ranked above each one
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     positions = [text.find(s) for s in stop if s and s in text]
     return text[: min(positions)] if positions else text
@@ -118,12 +142,15 @@ class LocalLM:
             greedy.append(logits.gather(1, target).squeeze(1) >= logits.amax(dim=-1))
         return torch.cat(logprobs), torch.cat(greedy)
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(self.encode(t, add_special_tokens=False)) if t else 0 for t in texts]
+
     def generate(
         self,
         encoded: Sequence[list[int]],
         max_new_tokens: int,
         stop: Sequence[str],
-        temperature: float = 0.0,
+        sampling: Sampling = GREEDY,
         seeds: Sequence[int] | None = None,
     ) -> list[GenerationResponse]:
         """Generation in length-sorted, left-padded batches; text is cut at the first stop string. Greedy, or
@@ -142,7 +169,7 @@ class LocalLM:
                         [encoded[i] for i in chunk],
                         max_new_tokens,
                         stop,
-                        temperature,
+                        sampling,
                         [seeds[i] for i in chunk] if seeds is not None else None,
                     ),
                     strict=True,
@@ -161,11 +188,11 @@ class LocalLM:
         batch: Sequence[list[int]],
         max_new_tokens: int,
         stop: Sequence[str],
-        temperature: float = 0.0,
+        sampling: Sampling = GREEDY,
         seeds: Sequence[int] | None = None,
     ) -> list[GenerationResponse]:
-        """Greedy decoding with a KV cache; a row leaves the batch (and the cache) as soon as it emits an
-        end-of-sequence token, reaches max_new_tokens or contains a stop string."""
+        """Greedy decoding (or sampling) with a KV cache; a row leaves the batch (and the cache) as soon as it
+        emits an end-of-sequence token, reaches max_new_tokens or contains a stop string."""
         import torch
         from transformers import DynamicCache
 
@@ -185,13 +212,13 @@ class LocalLM:
         self.tokens_computed += sum(len(x) for x in batch)
         active = list(range(len(batch)))
         new_tokens: list[list[int]] = [[] for _ in batch]
-        finished = [False] * len(batch)  # ended by an end-of-sequence token or a stop string
+        reasons = ["length"] * len(batch)  # until an end-of-sequence token or a stop string ends the row
         texts = [""] * len(batch)
         last = position[:, -1]
         for step in range(max_new_tokens):
             chosen = logits[:, -1].argmax(dim=-1)
-            if temperature > 0:
-                probs = torch.softmax(logits[:, -1].float() / temperature, dim=-1).cpu()
+            if sampling[0] > 0:
+                probs = sample_probs(logits[:, -1].float(), sampling).cpu()
                 for k, row in enumerate(active):
                     g = torch.Generator().manual_seed((seeds[row] if seeds else row) * 100003 + step)
                     chosen[k] = int(torch.multinomial(probs[k], 1, generator=g))
@@ -199,13 +226,13 @@ class LocalLM:
             for k, row in enumerate(active):
                 token = int(chosen[k])
                 if token in stop_ids:
-                    finished[row] = True
+                    reasons[row] = "eos"
                     continue
                 new_tokens[row].append(token)
                 if stop:
                     texts[row] = tok.decode(new_tokens[row], skip_special_tokens=True)
                     if any(s in texts[row] for s in stop):
-                        finished[row] = True
+                        reasons[row] = "stop_string"
                         continue
                 if len(new_tokens[row]) < max_new_tokens:
                     keep.append(k)
@@ -223,8 +250,7 @@ class LocalLM:
             ).logits
             self.tokens_computed += len(active)
         generations = []
-        for x, tokens, done in zip(batch, new_tokens, finished, strict=True):
+        for x, tokens, reason in zip(batch, new_tokens, reasons, strict=True):
             text = cut_at_stop(tok.decode(tokens, skip_special_tokens=True), stop)
-            reason = "stop" if done else "length"
             generations.append(GenerationResponse(text, reason, n_prompt_tokens=len(x), n_new_tokens=len(tokens)))
         return generations
