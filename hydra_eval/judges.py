@@ -7,6 +7,8 @@ a generation by its extractor. A new extractor is one class here and one entry i
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -149,6 +151,42 @@ class Gsm8k:
         return out
 
 
+@dataclass(frozen=True)
+class RegexMatch:
+    """lm-eval's regex filter then exact_match (BBH, MMLU-Pro): the answer is the pattern's first match (a
+    match with groups: its first non-empty group), stripped; none is lm-eval's "[invalid]". Correct when it
+    equals the accepted answer, case-folded and without punctuation where asked."""
+
+    pattern: str
+    ignore_case: bool = False
+    ignore_punctuation: bool = False
+    default_metrics: ClassVar[tuple[Metric, ...]] = (Metric.accuracy,)
+
+    def extract(self, text: str) -> str | None:
+        found = re.findall(self.pattern, text)
+        if not found:
+            return None
+        first = found[0]
+        if isinstance(first, tuple):
+            first = next((g for g in first if g), None)
+            if first is None:
+                return None
+        return str(first).strip()
+
+    def normal(self, text: str) -> str:
+        text = text.lower() if self.ignore_case else text
+        return text.translate(str.maketrans("", "", string.punctuation)) if self.ignore_punctuation else text
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        out = []
+        for row in map(_gen, rows):
+            answer = self.extract(row.output)
+            gold = (row.answers or ("",))[0]
+            correct = self.normal(answer if answer is not None else "[invalid]") == self.normal(gold)
+            out.append(Verdict(correct=correct, extracted=True, answer=answer))
+        return out
+
+
 class MathVerify:
     """Competition math: the output's final answer (its `\\boxed{}` one, else its last LaTeX or plain
     expression; several boxed answers are read as one set) is equivalent to an accepted answer by
@@ -232,9 +270,12 @@ def for_dataset(dataset: DatasetConfig, rows: Sequence[Prediction]) -> Judge:
             return Loglikelihood()
         return OpenCompassChoice() if dataset.ppl.convention is Convention.opencompass else LmevalChoice()
     assert dataset.gen is not None
-    extractor = dataset.gen.extractor
+    gen = dataset.gen
+    extractor = gen.extractor
     if extractor is Extractor.execute:
         return Execute(dataset)
+    if extractor is Extractor.regex:
+        return RegexMatch(gen.answer_regex or "", gen.ignore_case, gen.ignore_punctuation)
     if extractor in NO_LABELS:
         return NO_LABELS[extractor]()
     return EXTRACTORS[extractor](tuple(dataset.labels))

@@ -57,11 +57,13 @@ def gen_prompt(gen: GenConfig, sample: Sample) -> str:
 
 def system_text(dataset: DatasetConfig, sample: Sample, system: str | None) -> str:
     """lm-eval's system prompt: the system instruction and the task description, joined by the few-shot
-    delimiter (either alone when the other is absent)."""
+    delimiter unless either has whitespace at the join (lm-eval's maybe_delimit); either alone when the other
+    is absent."""
     description = render(dataset.description, sample) if dataset.description else ""
-    if system is not None and description:
-        return system + dataset.fewshot.delimiter + description
-    return system if system is not None else description
+    if not system or not description:
+        return system or description
+    glued = system[-1].isspace() or description[0].isspace()
+    return system + ("" if glued else dataset.fewshot.delimiter) + description
 
 
 def gen_text(dataset: DatasetConfig, sample: Sample, shots: Sequence[Sample], system: str | None) -> str:
@@ -106,7 +108,10 @@ _GEN_DEFAULTS: dict[str, Any] = {
     "temperature": 0.8,
     "pass_at_k": [1],
     "system_prompt": None,
-    "fewshot_as_multiturn": False,
+    "fewshot_as_multiturn": True,
+    "answer_regex": None,
+    "ignore_case": False,
+    "ignore_punctuation": False,
     "top_p": 1.0,
     "top_k": 0,
 }

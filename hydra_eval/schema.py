@@ -50,6 +50,7 @@ class Extractor(Enum):
     gsm8k = "gsm8k"  # lm-eval gsm8k: flexible (last number) and strict ("The answer is N.")
     auto = "auto"  # exact_match for rows with accepted answers, first_letter for the others
     execute = "execute"  # run the completion against the row's tests in the sandbox (pass@k)
+    regex = "regex"  # lm-eval's regex filter (gen.answer_regex, first match) then exact match with the answer
     math = "math"  # the final answer (last \boxed{}) equivalent to an accepted one, by math-verify
 
 
@@ -171,12 +172,15 @@ class GenConfig:
     extractor: Extractor = Extractor.first_letter  # how an answer is read (hydra_eval/judges.py)
     option_fields: list[str] = field(default_factory=list)  # fields holding option texts (edit distance)
     shot_answer: str = ""  # a few-shot example = template + this (e.g. " {answer}")
-    answers_field: str | None = None  # a list field of accepted answers (extractor exact_match)
+    answers_field: str | None = None  # a list field of accepted answers (extractor exact_match, regex, math)
+    answer_regex: str | None = None  # extractor regex: the answer is its first match (its first non-empty group)
+    ignore_case: bool = False  # extractor regex: compare case-folded (lm-eval's exact_match options)
+    ignore_punctuation: bool = False
     chat_template: bool | None = None  # null: the model's chat_template setting; false for base-style prompts
     keep_fields: list[str] = field(default_factory=list)  # sample fields copied into predictions (tests, ...)
     system_prompt: str | None = None  # chat: the system message (null: the model's system_prompt)
-    fewshot_as_multiturn: bool = False  # chat: each example a user turn and an assistant turn (lm-eval's
-    #   --fewshot_as_multiturn); false: the examples are inlined in the one user turn
+    fewshot_as_multiturn: bool = True  # chat: each example a user turn and an assistant turn (lm-eval's
+    #   --fewshot_as_multiturn, its default with a chat template); false: inlined in the one user turn
     # Sampling: one sample is greedy; num_samples = k > 1 samples each row k times at `temperature`, each
     # seeded by (model.seed, row id, sample number), and reports avg@k, pass@k and maj@k
     num_samples: int = 1
@@ -221,6 +225,8 @@ class DatasetConfig:
     fewshot: FewshotConfig = field(default_factory=FewshotConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     group_metrics_by: str | None = None  # also report each metric per value of this field (MMLU: subject)
+    subsets: list[str] = field(default_factory=list)  # only rows whose group_metrics_by field is one of these
+    #   (BBH tasks, MMLU subjects, MMLU-Pro categories); empty: every row
     ppl: PplConfig | None = None
     gen: GenConfig | None = None
 

@@ -6,14 +6,16 @@ schemas every config extends.)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_eval.errors import UserError
-from hydra_eval.schema import Config, DatasetMode
+from hydra_eval.schema import Config, DatasetMode, Extractor
 
 GROUPS = ("model", "dataset", "mode", "paths", "tracking")
+NEEDS_ANSWERS = (Extractor.regex, Extractor.math, Extractor.exact_match, Extractor.gsm8k)
 
 
 def _schema_selected(cfg: DictConfig | Config) -> None:
@@ -60,4 +62,27 @@ def check(cfg: DictConfig | Config) -> None:
     _at_least(cfg.checkpoint_every, 1, "checkpoint_every")
     _at_least(cfg.retry, 0, "retry")
     if dataset.gen is not None:
-        _at_least(dataset.gen.num_samples, 1, "dataset.gen.num_samples")
+        _check_gen(dataset.gen)
+
+
+def _check_gen(gen: Any) -> None:
+    _at_least(gen.num_samples, 1, "dataset.gen.num_samples")
+    _at_least(gen.top_k, 0, "dataset.gen.top_k")
+    if not 0 < gen.top_p <= 1:
+        raise UserError(f"dataset.gen.top_p must be in (0, 1], not {gen.top_p!r}")
+    if gen.num_samples > 1 and not gen.temperature > 0:
+        raise UserError(
+            f"dataset.gen.num_samples={gen.num_samples} samples at temperature {gen.temperature!r} would all be "
+            "the greedy answer: set dataset.gen.temperature above 0 (e.g. 0.6)"
+        )
+    if gen.extractor in NEEDS_ANSWERS and not gen.answers_field:
+        raise UserError(
+            f"dataset.gen.extractor={gen.extractor.value} needs dataset.gen.answers_field (the accepted answers)"
+        )
+    if gen.extractor is Extractor.regex:
+        if not gen.answer_regex:
+            raise UserError("dataset.gen.extractor=regex needs dataset.gen.answer_regex (the answer's pattern)")
+        try:
+            re.compile(gen.answer_regex)
+        except re.error as e:
+            raise UserError(f"dataset.gen.answer_regex is not a valid regular expression: {e}") from None

@@ -119,6 +119,8 @@ def test_system_prompt_and_description_share_the_system_message(compose_cfg):
     cfg, data = _gsm8k(compose_cfg, "dataset.fewshot.k=0", "+dataset.description='Solve it.'")
     [system, _] = prompts.gen_messages(cfg.dataset, data.samples[0], [], "You are a tutor.", multiturn=True)
     assert system.content == "You are a tutor.\n\nSolve it."
+    [spaced, _] = prompts.gen_messages(cfg.dataset, data.samples[0], [], "You are a tutor. ", multiturn=True)
+    assert spaced.content == "You are a tutor. Solve it."  # lm-eval's maybe_delimit: no delimiter at whitespace
     assert prompts.gen_text(cfg.dataset, data.samples[0], [], None).startswith("Solve it.Q: ")
 
 

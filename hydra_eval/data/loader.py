@@ -125,12 +125,30 @@ def _split_files(cfg: DatasetConfig) -> dict[str, str]:
 
 
 def _selected(cfg: DatasetConfig, rows: list[dict[str, Any]], source: str) -> list[tuple[int, dict[str, Any]]]:
-    """The rows a job evaluates: every stride-th, then the first `limit`, each with its index in the split."""
+    """The rows a job evaluates: those of the named subsets, every stride-th, then the first `limit`, each with
+    its index in the split."""
     if not rows:
         raise UserError(f"dataset '{cfg.name}': no rows in {source} (the file is empty or blank)")
     if cfg.stride < 1:
         raise UserError(f"dataset.stride must be 1 or more, not {cfg.stride}")
-    return list(enumerate(rows))[:: cfg.stride][: cfg.limit]
+    indexed = list(enumerate(rows))
+    if cfg.subsets:
+        indexed = _in_subsets(cfg, indexed)
+    return indexed[:: cfg.stride][: cfg.limit]
+
+
+def _in_subsets(cfg: DatasetConfig, indexed: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    key = cfg.group_metrics_by
+    if not key:
+        raise UserError(f"dataset.subsets: dataset '{cfg.name}' has no subsets (no dataset.group_metrics_by)")
+    known = sorted({str(row.get(key)) for _, row in indexed})
+    unknown = [s for s in cfg.subsets if s not in known]
+    if unknown:
+        raise UserError(
+            f"dataset.subsets: '{cfg.name}' has no {key} {', '.join(unknown)} (it has: {', '.join(known)})"
+        )
+    wanted = set(cfg.subsets)
+    return [(i, row) for i, row in indexed if str(row.get(key)) in wanted]
 
 
 def count_rows(cfg: DatasetConfig) -> int:
