@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 
 from hydra_eval import sandbox
-from hydra_eval.data.humaneval import program
 from hydra_eval.errors import UserError
 from hydra_eval.records import GenPrediction, Outcome, Verdict
 from hydra_eval.schema import DatasetConfig, ExecutionConfig
@@ -55,11 +54,10 @@ def check_allowed(execution: ExecutionConfig, dataset: str) -> str:
 def judge_rows(rows: Sequence[GenPrediction], dataset: DatasetConfig) -> list[Verdict]:
     execution = dataset.execution
     mode = check_allowed(execution, dataset.name)
-    sources = [
-        program(r.prompt, c, (r.fields or {})["test"], (r.fields or {})["entry_point"])
-        for r in rows
-        for c in r.outputs
-    ]
+    from hydra_eval.data.loader import import_object
+
+    program = import_object(execution.program)
+    sources = [program(r, c) for r in rows for c in r.outputs]
     outcomes = iter(sandbox.run_many(sources, limits(execution), mode, max(1, execution.workers)))
     judged = []
     for r in rows:

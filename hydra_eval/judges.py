@@ -237,20 +237,83 @@ EXTRACTORS: dict[Extractor, Callable[[tuple[str, ...]], Judge]] = {
     Extractor.edit_distance: EditDistance,
     Extractor.auto: Auto,
 }
+# Instructions whose checker tokenizes with NLTK's punkt model (sentences; words through word_tokenize)
+NEEDS_PUNKT = frozenset({"length_constraints:number_sentences", "change_case:capital_word_frequency"})
+
+
+class IfEval:
+    """IFEval: which of the prompt's instructions the output follows, strict and loose (ifeval_check.py); the
+    prompt counts when it follows all of them. A checker that cannot run is the harness's failure."""
+
+    default_metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric.prompt_level_strict_acc,
+        Metric.inst_level_strict_acc,
+        Metric.prompt_level_loose_acc,
+        Metric.inst_level_loose_acc,
+    )
+
+    def judge(self, rows: Sequence[Prediction]) -> list[Verdict]:
+        from hydra_eval import ifeval_check
+
+        out = []
+        for row in map(_gen, rows):
+            fields = row.fields or {}
+            try:
+                checked = ifeval_check.check(
+                    row.output, fields["instruction_id_list"], fields["kwargs"], row.prompt
+                )
+            except LookupError as e:  # a resource the checker needs is not here (NLTK's punkt)
+                why = " ".join(str(e).split())[:200]  # NLTK's message spans many lines
+                out.append(Verdict(correct=False, harness_error=f"IFEval checker: {why}"))
+                continue
+            out.append(
+                Verdict(
+                    correct=all(checked.strict),
+                    correct_loose=all(checked.loose),
+                    inst_strict=checked.strict,
+                    inst_loose=checked.loose,
+                )
+            )
+        return out
+
+
 NO_LABELS: dict[Extractor, Callable[[], Judge]] = {
     Extractor.exact_match: ExactMatch,
     Extractor.gsm8k: Gsm8k,
     Extractor.math: MathVerify,
+    Extractor.ifeval: IfEval,
 }
 
 
 def preflight(dataset: DatasetConfig) -> None:
     """What a dataset's judge must check before hours of generation, not after (code: opted in, and the
     sandbox runs a trivial program here)."""
-    if dataset.mode is DatasetMode.gen and dataset.gen is not None and dataset.gen.extractor is Extractor.execute:
+    if dataset.mode is not DatasetMode.gen or dataset.gen is None:
+        return
+    if dataset.gen.extractor is Extractor.execute:
         from hydra_eval.execution import check_allowed
 
         check_allowed(dataset.execution, dataset.name)
+    if dataset.gen.extractor is Extractor.ifeval:
+        _ifeval_preflight(dataset)
+
+
+def _ifeval_preflight(dataset: DatasetConfig) -> None:
+    """Two IFEval checkers need NLTK's punkt model: refuse before generating when a selected prompt has one
+    of their instructions and the model is not installed."""
+    from hydra_eval.data.loader import load_samples
+    from hydra_eval.errors import UserError
+    from hydra_eval.ifeval_check import sentence_tokenizer_missing
+
+    why = sentence_tokenizer_missing()
+    if why is None:
+        return
+    rows = [s for s in load_samples(dataset).samples if NEEDS_PUNKT & set(s.fields["instruction_id_list"])]
+    if rows:
+        raise UserError(
+            f"{len(rows)} selected {dataset.name} prompts have instructions ({', '.join(sorted(NEEDS_PUNKT))}) "
+            f"that cannot be checked here: {why}"
+        )
 
 
 def ppl_task(task: PplTask, rows: Sequence[Prediction]) -> PplTask:

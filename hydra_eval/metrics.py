@@ -52,6 +52,18 @@ class AccuracyOf:
 
 
 @dataclass(frozen=True)
+class PerItem:
+    """Percent of all the items (IFEval: instructions) of every verdict's `attribute` that are true: lm-eval's
+    instruction-level accuracy, a micro-average over instructions."""
+
+    name: str
+    attribute: str
+
+    def __call__(self, verdicts: Sequence[Verdict]) -> dict[str, float]:
+        return accuracy_metrics(self.name, [bool(x) for v in verdicts for x in getattr(v, self.attribute) or ()])
+
+
+@dataclass(frozen=True)
 class Perplexity:
     def __call__(self, verdicts: Sequence[Verdict]) -> dict[str, float]:
         logprobs = [v.logprob for v in verdicts if v.logprob is not None]
@@ -67,6 +79,10 @@ METRICS: dict[Metric, Aggregate] = {
     Metric.acc_norm: AccuracyOf("acc_norm", "correct_norm"),
     Metric.perplexity: Perplexity(),
     Metric.pass_at_1: AccuracyOf("pass@1", "correct"),
+    Metric.prompt_level_strict_acc: AccuracyOf("prompt_level_strict_acc", "correct"),
+    Metric.inst_level_strict_acc: PerItem("inst_level_strict_acc", "inst_strict"),
+    Metric.prompt_level_loose_acc: AccuracyOf("prompt_level_loose_acc", "correct_loose"),
+    Metric.inst_level_loose_acc: PerItem("inst_level_loose_acc", "inst_loose"),
 }
 
 

@@ -309,6 +309,9 @@ class Verdict:
     pred_norm: int | None = None
     correct_norm: bool | None = None
     correct_strict: bool | None = None
+    correct_loose: bool | None = None  # IFEval: every instruction followed, loosely
+    inst_strict: tuple[bool, ...] | None = None  # IFEval: each instruction followed, strictly and loosely
+    inst_loose: tuple[bool, ...] | None = None
     n_passed: int | None = None  # code: programs that passed, of `outcomes`
     outcomes: tuple[Outcome, ...] | None = None
     harness_error: str | None = None  # the harness failed (never the model's failure): the job fails
@@ -329,9 +332,12 @@ class Verdict:
         if self.pred is not None:
             out["pred"] = self.pred
         out["correct"] = self.correct
-        for name in ("pred_norm", "correct_norm", "correct_strict", "n_passed"):
+        for name in ("pred_norm", "correct_norm", "correct_strict", "correct_loose", "n_passed"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        for name in ("inst_strict", "inst_loose"):
+            if getattr(self, name) is not None:
+                out[name] = list(getattr(self, name))
         if self.outcomes is not None:
             out["outcomes"] = [{"status": o.status, "detail": o.detail} for o in self.outcomes]
         if self.harness_error is not None:

