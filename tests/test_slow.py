@@ -1,6 +1,7 @@
 """The real SmolLM2-135M GGUF on real data (minutes on 2 cores)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,41 @@ def test_cached_dequantized_copy_equals_the_gguf(compose_cfg, cache_dir):
     ids = torch.tensor([direct_tok(text).input_ids])
     with torch.inference_mode():
         assert torch.equal(cached_model(ids).logits, direct_model(ids).logits)
+
+
+@pytest.mark.slow
+def test_real_model_output_with_reasoning_tags_is_stripped_and_both_kept(compose_cfg, tmp_path):
+    """SmolLM2-135M-Instruct copies the <think>...</think> layout of its few-shot turns: the answer after the
+    tag is scored, the raw output and the reasoning are kept."""
+    shots = [
+        {"question": "What is 2+2?", "answer": "<think>2 plus 2 makes 4.</think> 4"},
+        {
+            "question": "What is the capital of France?",
+            "answer": "<think>France's capital city is Paris.</think> Paris",
+        },
+    ]
+    rows = [{"question": "What is 3+5?", "answer": "8"}, {"question": "Name a fruit.", "answer": "apple"}]
+    (tmp_path / "shots.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shots))
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = compose_cfg(
+        "dataset=custom",
+        "dataset.mode=gen",
+        f"dataset.path={tmp_path / 'rows.jsonl'}",
+        f"dataset.fewshot_path={tmp_path / 'shots.jsonl'}",
+        "dataset.fewshot.k=2",
+        "dataset.fewshot.sampler=first_n",
+        "dataset.gen.template='{question}'",
+        "dataset.gen.stop=[]",
+        "dataset.gen.max_out_len=40",
+        "model.system_prompt='Think first, between <think> and </think>, then answer.'",
+        "model.reasoning.strip=true",
+    )
+    results = run(cfg, print_summary=False)
+    assert results is not None
+    judged = read_jsonl(Path(cfg.output_dir) / "judged" / "smollm2_135m" / "custom.jsonl")
+    tagged = [r for r in judged if "</think>" in r["generation"]]
+    assert tagged, [r["generation"] for r in judged]
+    for r in tagged:
+        assert r["reasoning"][0] and "</think>" not in r["outputs"][0]
+        assert r["generation"].endswith(r["outputs"][0])
+    assert results["generation"]["mean_reasoning_tokens"] > 0
