@@ -149,6 +149,8 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
     metrics.update({f"timing/{k}": v for k, v in results["timings"].items()})
     metrics.update({f"throughput/{k}": v for k, v in results["throughput"].items() if v is not None})
     metrics.update({f"usage/{k}": v for k, v in results.get("usage", {}).items()})
+    generation = results.get("generation", {})  # how generations ended (genstats.summary)
+    metrics.update({f"generation/{k}": v for k, v in generation.items() if isinstance(v, int | float)})
     config = read_json(files.config_json) if files.config_json.is_file() else {}
     params = flatten(config)
     params["version"] = results["version"]

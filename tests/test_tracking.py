@@ -177,6 +177,8 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     )
     params = {p["key"]: p["value"] for p in child["data"]["params"]}
     assert params["model.name"] == "tiny_llama_b" and params["dataset.gen.extractor"] == "first_letter"
+    metrics = {m["key"]: m["value"] for m in child["data"]["metrics"]}  # how the generations ended
+    assert "siqa/length_capped" in metrics and metrics["generation/generations"] == 4
 
     # mode=viz from MLflow instead of files: a leaderboard with filters
     board = hydra_eval(
@@ -191,7 +193,11 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     assert board.returncode == 0, board.stderr[-2000:]
     lines = board.stdout.splitlines()
     assert lines[0].split() == ["dataset", "version", "metric", "mode", "tiny_llama_b"]
-    assert sorted(line.split()[0] for line in lines[2:]) == ["piqa", "siqa"]
+    assert sorted((line.split()[0], line.split()[2]) for line in lines[2:]) == [
+        ("piqa", "accuracy"),
+        ("siqa", "accuracy"),
+        ("siqa", "length_capped"),
+    ]
 
 
 @pytest.mark.process
