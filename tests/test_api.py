@@ -183,11 +183,13 @@ class Flaky429(BaseHTTPRequestHandler):
     failures = 0
     retry_after: str | None = None
     seen: list[float] = []
+    bodies: list[dict[str, Any]] = []  # every request as the server received it
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers["Content-Length"]))
         cls = type(self)
         cls.seen.append(time.monotonic())
+        cls.bodies.append(json.loads(body))
         if len(cls.seen) <= cls.failures:
             payload = json.dumps(
                 {"error": {"message": "rate limited (test proxy)", "type": "rate_limit"}}
@@ -219,7 +221,7 @@ class Flaky429(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def proxy(llama: LlamaServer) -> Iterator[type[Flaky429]]:
-    handler = type("Handler", (Flaky429,), {"upstream": llama.url, "seen": []})
+    handler = type("Handler", (Flaky429,), {"upstream": llama.url, "seen": [], "bodies": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -250,3 +252,22 @@ def test_429_until_retries_run_out_fails_the_job_with_the_servers_message(proxy:
         and "rate limited (test proxy)" in r.stderr
         and "gave up after 3 attempts" in r.stderr
     )
+
+
+def test_served_and_local_models_get_the_same_chat_messages(proxy: Any, compose_cfg: Any, tmp_path: Path) -> None:
+    """System prompt and few-shot examples as turns: what the server receives is what the local model renders."""
+    from hydra_eval.outputs import read_jsonl
+    from hydra_eval.pipeline import run
+
+    common = ["dataset=gsm8k", "dataset.limit=2", "dataset.fewshot.k=2", "dataset.gen.chat_template=true"]
+    common += ["dataset.gen.max_out_len=8", "model.system_prompt='Answer with a number.'"]
+    served = compose_cfg(*api(proxy.url), *common, f"output_dir={tmp_path / 'served'}")
+    run(served, print_summary=False)
+    local = compose_cfg("model=smollm2_135m", *common, f"output_dir={tmp_path / 'local'}")
+    run(local, print_summary=False)
+    sent = [b["messages"] for b in proxy.bodies]
+    rendered = [r["messages"] for r in read_jsonl(Path(local.output_dir) / "predictions/smollm2_135m/gsm8k.jsonl")]
+    assert len(sent) == 2 and sorted(map(json.dumps, sent)) == sorted(map(json.dumps, rendered))
+    roles = [m["role"] for m in sent[0]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert sent[0][0]["content"] == "Answer with a number."

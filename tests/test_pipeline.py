@@ -86,8 +86,12 @@ def test_sweep_prints_one_table(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("dataset ", "piqa ", "siqa "))]
-    assert [line.split()[0] for line in lines] == ["dataset", "piqa", "siqa"]
-    assert [line.split()[3] for line in lines[1:]] == ["ppl", "gen"]
+    assert [line.split()[0] for line in lines] == ["dataset", "piqa", "siqa", "siqa"]
+    assert [line.split()[2:4] for line in lines[1:]] == [
+        ["accuracy", "ppl"],
+        ["accuracy", "gen"],
+        ["length_capped", "gen"],
+    ]
     assert len(list(tmp_path.glob("summary/summary_*.csv"))) == 1
     for job in ("0", "1"):
         assert (tmp_path / job / "hydra-eval.log").is_file()
