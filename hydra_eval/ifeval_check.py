@@ -40,7 +40,10 @@ def _checker(instruction_id: str, kwargs: Mapping[str, Any], prompt: str) -> Any
 def check(
     response: str, instruction_ids: Sequence[str], kwargs: Sequence[Mapping[str, Any]], prompt: str
 ) -> Checked:
-    """Which instructions the response follows. A checker that cannot run here raises (a harness failure)."""
+    """Which instructions the response follows. A checker that cannot run here raises (a harness failure).
+    Two of Google's checks can give another verdict in another process, as they do in lm-eval: language
+    detection (langdetect) on short or mixed texts, and a letter_frequency whose letter is not a letter
+    (the checker then picks a random one)."""
     variants = loose_variants(response)
     strict, loose = [], []
     for instruction_id, args in zip(instruction_ids, kwargs, strict=True):
