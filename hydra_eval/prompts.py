@@ -47,8 +47,12 @@ def shot_text(dataset: DatasetConfig, shot: Sample) -> str:
 def prefix(dataset: DatasetConfig, sample: Sample, shots: list[Sample]) -> str:
     """Description, then the examples, each followed by the few-shot delimiter."""
     head = render(dataset.description, sample) if dataset.description else ""
-    delimiter = dataset.fewshot.delimiter
-    return head + "".join(shot_text(dataset, s) + delimiter for s in shots)
+    return head + examples(dataset, shots)
+
+
+def examples(dataset: DatasetConfig, shots: Sequence[Sample]) -> str:
+    """The solved examples, each followed by the few-shot delimiter."""
+    return "".join(shot_text(dataset, s) + dataset.fewshot.delimiter for s in shots)
 
 
 def gen_prompt(gen: GenConfig, sample: Sample) -> str:
@@ -70,9 +74,7 @@ def gen_text(dataset: DatasetConfig, sample: Sample, shots: Sequence[Sample], sy
     """A raw (no chat template) generation prompt as lm-eval builds it: system prompt, the examples each
     followed by the few-shot delimiter, the question."""
     assert dataset.gen is not None
-    delimiter = dataset.fewshot.delimiter
-    examples = "".join(shot_text(dataset, s) + delimiter for s in shots)
-    return system_text(dataset, sample, system) + examples + gen_prompt(dataset.gen, sample)
+    return system_text(dataset, sample, system) + examples(dataset, shots) + gen_prompt(dataset.gen, sample)
 
 
 def gen_messages(
@@ -92,8 +94,7 @@ def gen_messages(
             messages.append(Message("assistant", render(gen.shot_answer, shot).lstrip()))
         messages.append(Message("user", question))
     else:
-        delimiter = dataset.fewshot.delimiter
-        messages.append(Message("user", "".join(shot_text(dataset, s) + delimiter for s in shots) + question))
+        messages.append(Message("user", examples(dataset, shots) + question))
     return tuple(messages)
 
 
