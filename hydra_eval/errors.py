@@ -6,3 +6,8 @@ class UserError(Exception):
     again gives the same error, so a sweep does not retry it unless `transient` is set."""
 
     transient = False
+
+
+class HarnessError(UserError):
+    """The harness failed, not the model (weights that did not load, a server that died): the job stops with
+    this one line and nothing is scored."""

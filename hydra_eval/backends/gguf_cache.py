@@ -1,5 +1,6 @@
 """De-quantized GGUF weights, cached as safetensors: converting a GGUF file costs ~20 s at every load, reading
-the converted copy ~1 s. The key is the GGUF file's sha256, the dtype and the transformers version."""
+the converted copy ~1 s. The key is the GGUF file's sha256, the dtype, the transformers version and the layout
+version below. The folder is a plain checkpoint that other engines load as well (vLLM)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# 2: every tensor under its own name (a tied embedding as both model.embed_tokens.weight and lm_head.weight)
+# and `architectures` in config.json; version 1 folders had only lm_head.weight, which vLLM reads as zeros
+LAYOUT = 2
+
 
 def cache_dir(cfg: TransformersModelConfig, cache_root: str) -> Path:
     import transformers
@@ -23,20 +28,31 @@ def cache_dir(cfg: TransformersModelConfig, cache_root: str) -> Path:
 
     assert cfg.gguf_file is not None
     digest = sha256_file(Path(cfg.path) / cfg.gguf_file)[:16]
-    name = f"{Path(cfg.gguf_file).stem}-{digest}-{cfg.dtype.value}-transformers{transformers.__version__}"
+    name = (
+        f"{Path(cfg.gguf_file).stem}-{digest}-{cfg.dtype.value}-transformers{transformers.__version__}-v{LAYOUT}"
+    )
     return Path(cache_root) / "gguf" / name
 
 
 def _save_plain(model: Any, folder: Path) -> None:
     """The de-quantized weights as an ordinary checkpoint: transformers refuses to save_pretrained a model
-    that came from a GGUF file, so write the tensors and a config without the GGUF quantization marker."""
+    that came from a GGUF file, so write the tensors and a config without the GGUF quantization marker.
+    Tensors shared by several names (a tied embedding) are written under every name: a loader that reads
+    only one of them (vLLM reads model.embed_tokens.weight) must find it."""
     import json
 
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
-    save_model(model, str(folder / "model.safetensors"))  # handles the tied embedding / LM head
+    seen: dict[int, str] = {}
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        key = tensor.data_ptr()
+        tensors[name] = tensor.detach().clone().contiguous() if key in seen else tensor.detach().contiguous()
+        seen.setdefault(key, name)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()
     config.pop("quantization_config", None)
+    config["architectures"] = config.get("architectures") or [type(model).__name__]
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     model.generation_config.save_pretrained(folder)
 

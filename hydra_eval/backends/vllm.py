@@ -1,0 +1,284 @@
+"""The vLLM backend: vLLM's offline engine (`vllm.LLM`) in the job's process.
+
+Log-likelihoods come from prompt logprobs (both conventions, the same token requests as the transformers
+backend builds), generations from `SamplingParams` (greedy, or sampled from each request's own seed, stop
+strings). Chat messages go through the tokenizer's template here, as the transformers backend does, so both
+send the model the same tokens. Needs the `vllm` extra (`make vllm` builds `.vllm-venv`: vLLM pins its own
+torch and transformers). A GGUF model is de-quantized by transformers into paths.cache_dir first (the
+folder the transformers backend caches), and vLLM loads that folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from hydra_eval.backends import BackendEnv
+from hydra_eval.backends.local import truncate
+from hydra_eval.backends.tokenize import ScoreRequest, lmeval_request, opencompass_request
+from hydra_eval.errors import HarnessError, UserError
+from hydra_eval.records import (
+    Counters,
+    GenerationRequest,
+    GenerationResponse,
+    LoglikelihoodRequest,
+    LoglikelihoodResponse,
+)
+from hydra_eval.schema import Convention, DType, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VllmModelConfig(ModelConfig):
+    """conf/model/*.yaml with `defaults: [base_vllm]`."""
+
+    _target_: str = "hydra_eval.backends.vllm.build"
+    path: str = MISSING  # hub id or local folder
+    tokenizer_path: str | None = None
+    gguf_file: str | None = None  # de-quantized into paths.cache_dir by transformers, then loaded by vLLM
+    revision: str | None = None
+    trust_remote_code: bool = False
+    dtype: DType = DType.float32
+    max_seq_len: int = 2048  # vLLM's max_model_len
+    gpu_memory_utilization: float = 0.9
+    max_num_seqs: int = 256  # sequences the engine schedules at once
+    enforce_eager: bool = False  # true: no CUDA graphs / torch.compile (faster start, slower steady state)
+    cpu_kv_cache_gb: int = 4  # the CPU build's KV cache (VLLM_CPU_KVCACHE_SPACE) unless set in the environment
+    cpu_threads_bind: str = "all"  # VLLM_CPU_OMP_THREADS_BIND: all = every core the job may use, or vLLM's
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)  # anything else vllm.LLM takes, as is
+
+
+SCHEMA = VllmModelConfig
+
+
+def identity(cfg: VllmModelConfig) -> dict[str, object]:
+    """The weights and the settings that change outputs (not the scheduling and memory settings)."""
+    from hydra_eval.backends.hf import fingerprint
+
+    return {
+        "backend": "vllm",
+        "weights": fingerprint(cfg),  # type: ignore[arg-type]  # reads path, gguf_file, revision
+        "path": cfg.path,
+        "tokenizer_path": cfg.tokenizer_path,
+        "revision": cfg.revision,
+        "dtype": cfg.dtype.value,
+        "max_seq_len": cfg.max_seq_len,
+    }
+
+
+def engine_environment(cfg: VllmModelConfig) -> dict[str, str]:
+    """What vLLM reads from the environment, set before it is imported (the user's values win): its logs go
+    to the job's log through Python's logging, not to stdout (stdout carries only the table); the CPU
+    build's KV cache size and the cores its OpenMP threads are bound to."""
+    env = {"VLLM_CONFIGURE_LOGGING": "0", "VLLM_CPU_KVCACHE_SPACE": str(cfg.cpu_kv_cache_gb)}
+    if cfg.cpu_threads_bind == "all":
+        cores = sorted(os.sched_getaffinity(0))
+        env["VLLM_CPU_OMP_THREADS_BIND"] = (
+            f"{cores[0]}-{cores[-1]}"
+            if cores == list(range(cores[0], cores[-1] + 1))
+            else ",".join(map(str, cores))
+        )
+    else:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = cfg.cpu_threads_bind
+    return {k: v for k, v in env.items() if k not in os.environ}
+
+
+def model_folder(cfg: VllmModelConfig, cache_root: str) -> tuple[str, str]:
+    """(weights folder, tokenizer folder) vLLM loads: a GGUF file becomes the de-quantized cache folder."""
+    if not cfg.gguf_file:
+        return cfg.path, cfg.tokenizer_path or cfg.path
+    from hydra_eval.backends import gguf_cache
+    from hydra_eval.backends.hf import TransformersModelConfig, _from_pretrained
+
+    hf_cfg = TransformersModelConfig(
+        name=cfg.name,
+        path=cfg.path,
+        gguf_file=cfg.gguf_file,
+        tokenizer_path=cfg.tokenizer_path,
+        revision=cfg.revision,
+        trust_remote_code=cfg.trust_remote_code,
+        dtype=cfg.dtype,
+    )
+    folder = gguf_cache.cache_dir(hf_cfg, cache_root)
+    if not (folder / "config.json").is_file():
+        gguf_cache.load(hf_cfg, cache_root, _from_pretrained)
+    return str(folder), str(folder)
+
+
+def check_scores(logprobs: Sequence[float], vocab_size: int) -> None:
+    """Every token scored at -ln(vocab) means uniform logits: weights that did not load (vLLM reads a tied
+    embedding saved only as lm_head.weight as zeros, with no error). A harness failure, not a model score."""
+    uniform = -math.log(vocab_size)
+    if logprobs and all(abs(x - uniform) < 1e-3 for x in logprobs):
+        raise HarnessError(
+            f"vLLM scored every token at -ln({vocab_size}) = {uniform:.4f}: its logits are uniform, the "
+            "weights did not load (a tied embedding missing from the checkpoint?)"
+        )
+
+
+def finish_reason(reason: str | None, stop_reason: object) -> str:
+    """vLLM's (finish_reason, stop_reason) as hydra-eval's FINISH_REASONS."""
+    if reason == "length":
+        return "length"
+    return "stop_string" if isinstance(stop_reason, str) else "eos"
+
+
+class VllmBackend:
+    def __init__(self, cfg: VllmModelConfig, env: BackendEnv) -> None:
+        self.cfg = cfg
+        self.env = env
+        self._identity = identity(cfg)
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._load_s = 0.0
+        self._tokens = 0
+
+    def identity(self) -> dict[str, object]:
+        return dict(self._identity)
+
+    def counters(self) -> Counters:
+        return Counters(load_s=self._load_s, tokens_computed=self._tokens)
+
+    def _load(self) -> None:
+        cfg = self.cfg
+        os.environ.update(engine_environment(cfg))
+        t0 = time.perf_counter()
+        try:
+            from transformers import AutoTokenizer
+            from vllm import LLM
+        except ImportError as e:
+            raise UserError(
+                f"model '{cfg.name}' needs vLLM ({e.name} is not installed): `make vllm`, then run "
+                "hydra-eval from .vllm-venv (or pip install 'hydra-eval[vllm]')"
+            ) from None
+        weights, tokenizer = model_folder(cfg, self.env.cache_dir)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                tokenizer, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+            )
+        except OSError as e:
+            raise UserError(f"cannot load the tokenizer of '{cfg.name}' from '{tokenizer}': {e}") from None
+        self._llm = LLM(
+            model=weights,
+            tokenizer=tokenizer,
+            revision=cfg.revision if not cfg.gguf_file else None,
+            trust_remote_code=cfg.trust_remote_code,
+            dtype=cfg.dtype.value,
+            max_model_len=cfg.max_seq_len,
+            tensor_parallel_size=max(1, cfg.num_gpus),
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_num_seqs=cfg.max_num_seqs,
+            enforce_eager=cfg.enforce_eager,
+            seed=cfg.seed,
+            **cfg.engine_kwargs,
+        )
+        self._load_s = time.perf_counter() - t0
+        log.info("model %s: vLLM engine started in %.1fs", cfg.name, self._load_s)
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            self._load()
+        return self._llm
+
+    def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        return list(self._tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
+
+    def _token_request(self, request: LoglikelihoodRequest, convention: Convention) -> ScoreRequest:
+        if convention is Convention.opencompass:
+            req = opencompass_request(request.context, request.continuation, self._encode)
+        else:
+            tok = self._tokenizer
+            prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+            req = lmeval_request(request.context, request.continuation, self._encode, prefix)
+        return truncate(req, self.cfg.max_seq_len)
+
+    def loglikelihood(
+        self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
+    ) -> list[list[LoglikelihoodResponse]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        llm = self.llm
+        flat = [self._token_request(r, convention) for group in groups for r in group]
+        # one new token each (vLLM generates at least one); prompt_logprobs=0: the prompt's own tokens only
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        outputs = llm.generate(
+            [TokensPrompt(prompt_token_ids=list(r.tokens)) for r in flat], params, use_tqdm=False
+        )
+        responses = []
+        scored: list[float] = []
+        for req, out in zip(flat, outputs, strict=True):
+            total, greedy = 0.0, True
+            for position in range(req.score_from, len(req.tokens)):
+                entry = out.prompt_logprobs[position][req.tokens[position]]
+                total += entry.logprob
+                greedy = greedy and entry.rank == 1
+                scored.append(entry.logprob)
+            self._tokens += len(req.tokens)
+            responses.append(
+                LoglikelihoodResponse(total, len(req.tokens), len(req.tokens) - req.score_from, greedy)
+            )
+        check_scores(scored, len(self._tokenizer))
+        out_groups, i = [], 0
+        for group in groups:
+            out_groups.append(responses[i : i + len(group)])
+            i += len(group)
+        return out_groups
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        if request.messages is None:
+            return self._encode(request.text, True)
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        text = self._tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, **(request.chat_template_kwargs or {})
+        )
+        return self._encode(text, False)  # the template has its own special tokens
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        llm = self.llm
+        prompts = [self._prompt_ids(r) for r in requests]
+        params = [
+            SamplingParams(
+                max_tokens=r.max_new_tokens,
+                stop=list(r.stop) or None,
+                temperature=r.temperature,
+                top_p=r.top_p if r.temperature > 0 else 1.0,
+                top_k=r.top_k if r.temperature > 0 else 0,
+                seed=r.seed if r.temperature > 0 else None,
+                skip_special_tokens=True,
+            )
+            for r in requests
+        ]
+        outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        responses = []
+        for prompt, out in zip(prompts, outputs, strict=True):
+            completion = out.outputs[0]
+            n_new = len(completion.token_ids)
+            self._tokens += len(prompt) + n_new
+            reason = finish_reason(completion.finish_reason, completion.stop_reason)
+            responses.append(GenerationResponse(completion.text, reason, len(prompt), n_new))
+        return responses
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+        if self._tokenizer is None:
+            self._load()
+        return [len(self._encode(t, False)) if t else 0 for t in texts]
+
+
+def build(cfg: VllmModelConfig, env: BackendEnv) -> VllmBackend:
+    if cfg.gguf_file and not (Path(cfg.path) / cfg.gguf_file).is_file():
+        raise UserError(f"model '{cfg.name}': GGUF file '{cfg.gguf_file}' not found in '{cfg.path}'")
+    return VllmBackend(cfg, env)
