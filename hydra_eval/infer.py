@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -60,70 +61,75 @@ def run_infer(cfg: Config, files: JobFiles) -> InferMeta:
     )
     log.info("dataset %s: %d samples from %s%s", cfg.dataset.name, len(indexed), data.source, shard)
 
-    backend = make(cfg.model, BackendEnv(cache_dir=cfg.paths.cache_dir))  # loads nothing yet
-    task = tasks.for_dataset(cfg.dataset, cfg.model)
-    digest = cache.samples_digest(itertools.chain(data.samples, [] if data.fewshot_same_split else data.fewshot))
-    ident = cache.identity(cfg, data.fingerprint, backend.identity(), digest)
-    store = cache.PredictionStore(Path(cfg.paths.cache_dir), ident)
-    done = store.load() if cfg.resume else {}
-    from_cache = sum(i in done for i, _ in indexed)
-    folder = _reuse_folder(cfg)
-    from_folder = 0
-    if folder is not None:
-        earlier = {i: r for i, r in cache.rows_from_folder(folder, store.key).items() if i not in done}
-        wanted = [earlier[i] for i, _ in indexed if i in earlier]
-        store.append(wanted)
-        done.update((int(r["idx"]), r) for r in wanted)
-        from_folder = len(wanted)
-    todo = [(i, s) for i, s in indexed if i not in done]
-    log.info(
-        "predictions: %d reused from cache %s, %d from %s, %d to compute",
-        from_cache,
-        store.key,
-        from_folder,
-        folder or "no earlier folder",
-        len(todo),
-    )
-
-    infer_s = 0.0
-    if todo:
-        bar = tqdm(
-            total=len(todo),
-            desc=f"{cfg.dataset.mode.value} {cfg.dataset.name}",
-            unit="sample",
-            disable=not cfg.progress,
+    backend = make(
+        cfg.model, BackendEnv(cache_dir=cfg.paths.cache_dir, job_dir=str(files.root))
+    )  # loads nothing yet
+    with contextlib.closing(backend):  # an engine or a started server is released, also on failure
+        task = tasks.for_dataset(cfg.dataset, cfg.model)
+        digest = cache.samples_digest(
+            itertools.chain(data.samples, [] if data.fewshot_same_split else data.fewshot)
         )
-        t1 = time.perf_counter()
-        # Saved batches are fixed blocks of rows (idx // step): a resumed or sharded run computes exactly the
-        # batches an uninterrupted one does, so its numbers are bit-identical.
-        for _, block in itertools.groupby(todo, key=lambda t: t[0] // step):
-            chunk = list(block)
-            rows = _compute(cfg, task, backend, data, chunk)
-            store.append(rows)  # saved before the next batch starts: a kill loses at most this batch
-            done.update((r["idx"], r) for r in rows)
-            bar.update(len(chunk))
-        bar.close()
+        ident = cache.identity(cfg, data.fingerprint, backend.identity(), digest)
+        store = cache.PredictionStore(Path(cfg.paths.cache_dir), ident)
+        done = store.load() if cfg.resume else {}
+        from_cache = sum(i in done for i, _ in indexed)
+        folder = _reuse_folder(cfg)
+        from_folder = 0
+        if folder is not None:
+            earlier = {i: r for i, r in cache.rows_from_folder(folder, store.key).items() if i not in done}
+            wanted = [earlier[i] for i, _ in indexed if i in earlier]
+            store.append(wanted)
+            done.update((int(r["idx"]), r) for r in wanted)
+            from_folder = len(wanted)
+        todo = [(i, s) for i, s in indexed if i not in done]
+        log.info(
+            "predictions: %d reused from cache %s, %d from %s, %d to compute",
+            from_cache,
+            store.key,
+            from_folder,
+            folder or "no earlier folder",
+            len(todo),
+        )
+
+        infer_s = 0.0
+        if todo:
+            bar = tqdm(
+                total=len(todo),
+                desc=f"{cfg.dataset.mode.value} {cfg.dataset.name}",
+                unit="sample",
+                disable=not cfg.progress,
+            )
+            t1 = time.perf_counter()
+            # Saved batches are fixed blocks of rows (idx // step): a resumed or sharded run computes exactly the
+            # batches an uninterrupted one does, so its numbers are bit-identical.
+            for _, block in itertools.groupby(todo, key=lambda t: t[0] // step):
+                chunk = list(block)
+                rows = _compute(cfg, task, backend, data, chunk)
+                store.append(rows)  # saved before the next batch starts: a kill loses at most this batch
+                done.update((r["idx"], r) for r in rows)
+                bar.update(len(chunk))
+            bar.close()
+            counters = backend.counters()
+            infer_s = time.perf_counter() - t1 - counters.load_s  # the model loads on the first batch
         counters = backend.counters()
-        infer_s = time.perf_counter() - t1 - counters.load_s  # the model loads on the first batch
-    counters = backend.counters()
-    rows = [done[i] for i, _ in indexed]
-    write_jsonl(files.predictions, rows)
-    meta = InferMeta(
-        model=cfg.model.name,
-        dataset=cfg.dataset.name,
-        version=prompts.version(cfg.dataset),
-        mode=cfg.dataset.mode.value,
-        n=len(rows),
-        data_source=data.source,
-        fingerprints={"data": data.fingerprint, "model": ident["model"]},
-        cache_key=store.key,
-        shard={"index": cfg.shard.index, "count": cfg.shard.count, "rows": [start, end]},
-        reused={"cache": from_cache, "folder": from_folder, "computed": len(todo)},
-        load_s=counters.load_s,
-        infer_s=infer_s,
-        tokens_computed=counters.tokens_computed,
-        head_positions=counters.head_positions,
-    )
-    write_json(files.infer_meta, meta.to_json())
-    log.info("infer: %d rows (%d computed) in %.1fs -> %s", len(rows), len(todo), infer_s, files.predictions)
-    return meta
+        rows = [done[i] for i, _ in indexed]
+        write_jsonl(files.predictions, rows)
+        meta = InferMeta(
+            model=cfg.model.name,
+            dataset=cfg.dataset.name,
+            version=prompts.version(cfg.dataset),
+            mode=cfg.dataset.mode.value,
+            n=len(rows),
+            data_source=data.source,
+            fingerprints={"data": data.fingerprint, "model": ident["model"]},
+            cache_key=store.key,
+            shard={"index": cfg.shard.index, "count": cfg.shard.count, "rows": [start, end]},
+            reused={"cache": from_cache, "folder": from_folder, "computed": len(todo)},
+            load_s=counters.load_s,
+            infer_s=infer_s,
+            tokens_computed=counters.tokens_computed,
+            head_positions=counters.head_positions,
+        )
+        write_json(files.infer_meta, meta.to_json())
+        log.info("infer: %d rows (%d computed) in %.1fs -> %s", len(rows), len(todo), infer_s, files.predictions)
+        return meta

@@ -83,6 +83,20 @@ class VizSource(Enum):
 
 
 @dataclass
+class ServeConfig:
+    """A server the job starts itself and stops at its end (hydra_eval/serve.py); an empty command: the
+    server runs elsewhere, at api.base_url."""
+
+    command: list[str] = field(default_factory=list)  # {host} and {port} are filled in
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port
+    url_path: str = "/v1"  # base_url = http://host:port + this
+    env: dict[str, str] = field(default_factory=dict)  # added to the job's environment
+    ready_timeout_s: float = 900.0  # until GET <base_url>/models answers 200
+    stop_timeout_s: float = 30.0  # after SIGTERM, before SIGKILL
+
+
+@dataclass
 class ApiConfig:
     """An OpenAI-compatible endpoint: vLLM, TGI, llama.cpp's server, a hosted API."""
 
@@ -100,6 +114,7 @@ class ApiConfig:
     # Before scoring, check on a counting sequence that the echoed prompt logprobs are aligned with their
     # tokens (llama-cpp-python returns them shifted for models without a BOS token; docs/api-models.md)
     check_logprobs: bool = True
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 @dataclass

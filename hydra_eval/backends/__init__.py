@@ -51,12 +51,18 @@ class Backend(Protocol):
         """Load time and tokens computed so far."""
         ...
 
+    def close(self) -> None:
+        """Release what the backend holds (an engine's processes, a server it started); infer calls it once
+        when it ends, also when it fails."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class BackendEnv:
     """What a backend may use from the job besides its own schema."""
 
     cache_dir: str  # paths.cache_dir (GGUF de-quantized weights)
+    job_dir: str | None = None  # the job's folder (a started server's log)
 
 
 def schemas() -> dict[str, type[ModelConfig]]:

@@ -6,12 +6,14 @@ endpoints cannot score. Every request's token usage, latency and attempts are ke
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra_eval.backends import BackendEnv
-from hydra_eval.backends.api_client import ApiError, Call, Endpoint
+from hydra_eval.backends.api_client import ApiError, Call, Endpoint, api_key
 from hydra_eval.backends.local import cut_at_stop
 from hydra_eval.backends.tokenize import split_lmeval
 from hydra_eval.errors import UserError
@@ -92,16 +94,36 @@ def finish_reason(choice: Any, cut_here: bool) -> str:
 class ApiBackend:
     """One OpenAI-compatible endpoint (model.api)."""
 
-    def __init__(self, cfg: OpenAIModelConfig):
+    def __init__(self, cfg: OpenAIModelConfig, job_dir: str | None = None):
         self.api = cfg.api
         self.served = cfg.api.model or cfg.name
-        self.endpoint = Endpoint(cfg.api)
+        self._endpoint = Endpoint(cfg.api)
         self.tokens_computed = 0  # prompt + completion tokens the server reported
         self.checked = False  # prompt logprobs checked (check_prompt_logprobs)
+        self.server = None
+        if cfg.api.serve.command:  # started on the first request, stopped by close()
+            from hydra_eval.serve import ManagedServer
+
+            key = api_key(cfg.api) if cfg.api.api_key_env else None
+            self.server = ManagedServer(cfg.api.serve, Path(job_dir or ".") / "server.log", key)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint; a managed server is started here once, and the URL is the port it got."""
+        if self.server is not None and self.server.proc is None and not self.server.base_url:
+            self.api = dataclasses.replace(self.api, base_url=self.server.start())
+            self._endpoint = Endpoint(self.api)
+        return self._endpoint
 
     def identity(self) -> dict[str, object]:
-        """What the server serves is its business: the key is where and what is asked."""
-        return {"api": f"{self.api.base_url}|{self.served}|{self.api.endpoint.value}"}
+        """What the server serves is its business: the key is where and what is asked (for a server the job
+        starts, its command: the port changes from run to run)."""
+        where = f"serve:{' '.join(self.api.serve.command)}" if self.server else self.api.base_url
+        return {"api": f"{where}|{self.served}|{self.api.endpoint.value}"}
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
     def counters(self) -> Counters:
         return Counters(tokens_computed=self.tokens_computed)
@@ -219,4 +241,4 @@ class ApiBackend:
 
 
 def build(cfg: OpenAIModelConfig, env: BackendEnv) -> ApiBackend:
-    return ApiBackend(cfg)
+    return ApiBackend(cfg, env.job_dir)

@@ -49,6 +49,9 @@ class FakeBackend:
     def counters(self) -> Counters:
         return Counters(tokens_computed=self.tokens_computed)
 
+    def close(self) -> None:
+        pass
+
     def _logprob(self, text: str) -> float:
         """A fixed pseudo-random value in (-10, 0] per text and seed."""
         return -(zlib.crc32(f"{self.cfg.seed}|{text}".encode()) % 10_000) / 1_000

@@ -110,3 +110,6 @@ class InProcessBackend:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
         return self.lm.count_tokens(texts)
+
+    def close(self) -> None:
+        self._lm = None  # the weights go with the last reference

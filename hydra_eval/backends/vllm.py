@@ -272,6 +272,15 @@ class VllmBackend:
             responses.append(GenerationResponse(completion.text, reason, len(prompt), n_new))
         return responses
 
+    def close(self) -> None:
+        """Stops the engine's processes now (a sweep in one process starts one engine per job)."""
+        if self._llm is not None:
+            self._llm.llm_engine.engine_core.shutdown()
+            self._llm = None
+            import gc
+
+            gc.collect()
+
     def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
         if self._tokenizer is None:
             self._load()
