@@ -25,16 +25,18 @@ def run_cli(
     background: bool = False,
     timeout: float = 600,
     cwd: Path = ROOT,
+    python: str | Path = sys.executable,
 ) -> Any:
     """`python -m hydra_eval.cli ARGS` on the real data, its outputs (and cache) where given: the finished
-    process (capture_output, text), or with background=True the running Popen."""
+    process (capture_output, text), or with background=True the running Popen. `python`: another venv's
+    interpreter (vLLM's)."""
     full_env = {**os.environ, "HYDRA_EVAL_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0"}
     if outputs is not None:
         full_env["HYDRA_EVAL_OUTPUT_ROOT"] = str(outputs)
     if cache is not None:
         full_env["HYDRA_EVAL_CACHE_DIR"] = str(cache)
     full_env.update(env or {})
-    cmd = [sys.executable, "-m", "hydra_eval.cli", *args]
+    cmd = [str(python), "-m", "hydra_eval.cli", *args]
     if background:
         return subprocess.Popen(
             cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

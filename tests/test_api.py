@@ -271,3 +271,60 @@ def test_served_and_local_models_get_the_same_chat_messages(proxy: Any, compose_
     roles = [m["role"] for m in sent[0]]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
     assert sent[0][0]["content"] == "Answer with a number."
+
+
+def server_record(root: Path) -> dict[str, Any]:
+    [path] = root.rglob("server.json")  # in the job's folder, beside server.log
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+def gone(pid: int, timeout: float = 30) -> bool:
+    """No process with this pid, or only its zombie, within the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stat = Path(f"/proc/{pid}/stat")
+        if not stat.exists() or stat.read_text().split(") ")[1].startswith("Z"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+MANAGED = ["model=llamacpp_smollm2_managed", "tracking=none"]
+
+
+def test_a_managed_server_is_started_by_the_job_and_stopped_at_its_end(tmp_path: Path) -> None:
+    r = hydra_eval(*MANAGED, "dataset=siqa", "dataset.limit=4", root=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "siqa" in r.stdout and "llamacpp_smollm2_managed" in r.stdout
+    record = server_record(tmp_path)
+    assert record["base_url"].startswith("http://127.0.0.1:") and "{port}" not in " ".join(record["command"])
+    assert gone(record["pid"])
+    log = next(tmp_path.rglob("hydra-eval.log")).read_text()
+    assert f"server {record['pid']} stopped" in log
+    # a second run of the same job reuses its rows though the server gets another port
+    again = hydra_eval(*MANAGED, "dataset=siqa", "dataset.limit=4", root=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    logs = [p.read_text() for p in tmp_path.rglob("hydra-eval.log")]
+    assert any("predictions: 4 reused from cache" in text for text in logs)
+
+
+def test_a_failing_job_stops_its_managed_server(tmp_path: Path) -> None:
+    """Every request times out (1 ms, no retry) once the server is up: the job fails, the server goes."""
+    r = hydra_eval(*MANAGED, "model.api.timeout_s=0.001", "model.api.retries=0", "dataset=siqa",
+                   "dataset.limit=2", root=tmp_path)  # fmt: skip
+    assert r.returncode == 1
+    assert gone(server_record(tmp_path)["pid"])
+
+
+def test_a_cancelled_job_stops_its_managed_server(tmp_path: Path) -> None:
+    job = hydra_eval(*MANAGED, "model.api.max_concurrency=1", "dataset=siqa", "dataset.limit=40",
+                     root=tmp_path, background=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.rglob("server.json")) and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.1)
+    time.sleep(2)  # serving
+    job.terminate()  # SIGTERM, as scancel and submitit's cancel send
+    job.communicate(timeout=60)
+    assert job.returncode != 0
+    assert gone(server_record(tmp_path)["pid"])

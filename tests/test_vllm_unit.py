@@ -34,10 +34,12 @@ def test_engine_environment_binds_every_allowed_core(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     monkeypatch.delenv("VLLM_CONFIGURE_LOGGING", raising=False)
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
     monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1, 2, 3})
     env = engine_environment(VllmModelConfig(name="m", path="p"))
     assert env == {
         "VLLM_CONFIGURE_LOGGING": "0",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "VLLM_CPU_KVCACHE_SPACE": "4",
         "VLLM_CPU_OMP_THREADS_BIND": "0-3",
     }
@@ -49,6 +51,7 @@ def test_engine_environment_keeps_the_users_values(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "1")
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "9")
     monkeypatch.setenv("VLLM_CONFIGURE_LOGGING", "1")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
     assert engine_environment(VllmModelConfig(name="m", path="p")) == {}
 
 

@@ -77,9 +77,15 @@ def identity(cfg: VllmModelConfig) -> dict[str, object]:
 
 def engine_environment(cfg: VllmModelConfig) -> dict[str, str]:
     """What vLLM reads from the environment, set before it is imported (the user's values win): its logs go
-    to the job's log through Python's logging, not to stdout (stdout carries only the table); the CPU
-    build's KV cache size and the cores its OpenMP threads are bound to."""
-    env = {"VLLM_CONFIGURE_LOGGING": "0", "VLLM_CPU_KVCACHE_SPACE": str(cfg.cpu_kv_cache_gb)}
+    to the job's log through Python's logging, not to stdout (stdout carries only the table); its engine
+    core runs in the job's process, so a killed job leaves no engine behind (vLLM's separate engine process
+    does not watch its parent and would idle on, holding its memory or GPU; tensor-parallel workers do watch
+    it); the CPU build's KV cache size and the cores its OpenMP threads are bound to."""
+    env = {
+        "VLLM_CONFIGURE_LOGGING": "0",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_CPU_KVCACHE_SPACE": str(cfg.cpu_kv_cache_gb),
+    }
     if cfg.cpu_threads_bind == "all":
         cores = sorted(os.sched_getaffinity(0))
         env["VLLM_CPU_OMP_THREADS_BIND"] = (
@@ -266,16 +272,17 @@ class VllmBackend:
         responses = []
         for prompt, out in zip(prompts, outputs, strict=True):
             completion = out.outputs[0]
-            n_new = len(completion.token_ids)
-            self._tokens += len(prompt) + n_new
             reason = finish_reason(completion.finish_reason, completion.stop_reason)
+            # vLLM keeps the end-of-sequence token in token_ids; the transformers backend does not count it
+            n_new = len(completion.token_ids) - (reason == "eos" and len(completion.token_ids) > 0)
+            self._tokens += len(prompt) + n_new
             responses.append(GenerationResponse(completion.text, reason, len(prompt), n_new))
         return responses
 
     def close(self) -> None:
         """Stops the engine's processes now (a sweep in one process starts one engine per job)."""
         if self._llm is not None:
-            self._llm.llm_engine.engine_core.shutdown()
+            self._llm.llm_engine.engine_core.shutdown()  # the in-process engine's executor and workers
             self._llm = None
             import gc
 
@@ -291,3 +298,29 @@ def build(cfg: VllmModelConfig, env: BackendEnv) -> VllmBackend:
     if cfg.gguf_file and not (Path(cfg.path) / cfg.gguf_file).is_file():
         raise UserError(f"model '{cfg.name}': GGUF file '{cfg.gguf_file}' not found in '{cfg.path}'")
     return VllmBackend(cfg, env)
+
+
+def serve_main(argv: Sequence[str] | None = None) -> None:
+    """`python -m hydra_eval.backends.vllm --path DIR [--gguf-file F] [--cache-dir C] -- SERVER ARGS`: vLLM's
+    OpenAI server over the folder this backend would load (a GGUF file is de-quantized into the cache
+    first: vLLM reads no GGUF), exec'd in place so a managed server's pid stays the server's."""
+    import argparse
+    import shutil
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m hydra_eval.backends.vllm", description=serve_main.__doc__)
+    ap.add_argument("--path", required=True)
+    ap.add_argument("--gguf-file")
+    ap.add_argument("--dtype", default="float32", choices=[d.value for d in DType])
+    ap.add_argument("--cache-dir", default=os.environ.get("HYDRA_EVAL_CACHE_DIR", "outputs/.cache"))
+    ap.add_argument("server_args", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+    cfg = VllmModelConfig(name="served", path=args.path, gguf_file=args.gguf_file, dtype=DType(args.dtype))
+    folder, tokenizer = model_folder(cfg, args.cache_dir)
+    rest = [a for a in args.server_args if a != "--"]
+    vllm = shutil.which("vllm", path=str(Path(sys.executable).parent)) or "vllm"
+    os.execv(vllm, [vllm, "serve", folder, "--tokenizer", tokenizer, "--dtype", args.dtype, *rest])
+
+
+if __name__ == "__main__":
+    serve_main()
