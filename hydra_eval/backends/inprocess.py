@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hydra_eval.backends.local import LocalLM, Sampling
-from hydra_eval.backends.tokenize import ScoreRequest, lmeval_request, opencompass_request
+from hydra_eval.backends.tokenize import ScoreRequest, prompt_ids, token_request
 from hydra_eval.records import (
     Counters,
     GenerationRequest,
@@ -65,12 +65,7 @@ class InProcessBackend:
         return self._lm
 
     def _token_request(self, request: LoglikelihoodRequest, convention: Convention) -> ScoreRequest:
-        lm = self.lm
-        if convention is Convention.opencompass:
-            return opencompass_request(request.context, request.continuation, lm.encode)
-        tok = lm.tokenizer
-        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        return lmeval_request(request.context, request.continuation, lm.encode, prefix)
+        return token_request(request, convention, self.lm.encode, self.lm.tokenizer)
 
     def loglikelihood(
         self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
@@ -85,14 +80,7 @@ class InProcessBackend:
         ]
 
     def _encode_prompt(self, request: GenerationRequest) -> list[int]:
-        lm = self.lm
-        if request.messages is None:
-            return lm.encode(request.text, add_special_tokens=True)
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        text = lm.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, **(request.chat_template_kwargs or {})
-        )
-        return lm.encode(text, add_special_tokens=False)  # the template has its own special tokens
+        return prompt_ids(request, self.lm.encode, self.lm.tokenizer)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """Requests with the same decoding settings are batched together; responses come back in order."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from hydra_eval.records import GenerationRequest, LoglikelihoodRequest
+from hydra_eval.schema import Convention
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +51,26 @@ def lmeval_request(context: str, continuation: str, encode: Encode, prefix_token
     whole = encode(context + continuation, False)
     n_context = len(encode(context, False))
     return ScoreRequest(tokens=tuple(whole), score_from=n_context)
+
+
+def token_request(
+    request: LoglikelihoodRequest, convention: Convention, encode: Encode, tokenizer: Any
+) -> ScoreRequest:
+    """A (context, continuation) pair as tokens, by convention; lm-eval's empty-context prefix is the
+    tokenizer's BOS, else its EOS."""
+    if convention is Convention.opencompass:
+        return opencompass_request(request.context, request.continuation, encode)
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return lmeval_request(request.context, request.continuation, encode, prefix)
+
+
+def prompt_ids(request: GenerationRequest, encode: Encode, tokenizer: Any) -> list[int]:
+    """A generation prompt as tokens: the raw prompt with the tokenizer's special tokens, or the chat
+    messages through the tokenizer's template (which has its own special tokens)."""
+    if request.messages is None:
+        return encode(request.text, True)
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False, **(request.chat_template_kwargs or {})
+    )
+    return encode(text, False)

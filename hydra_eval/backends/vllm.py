@@ -23,7 +23,7 @@ from omegaconf import MISSING
 
 from hydra_eval.backends import BackendEnv
 from hydra_eval.backends.local import truncate
-from hydra_eval.backends.tokenize import ScoreRequest, lmeval_request, opencompass_request
+from hydra_eval.backends.tokenize import ScoreRequest, prompt_ids, token_request
 from hydra_eval.errors import HarnessError, UserError
 from hydra_eval.records import (
     Counters,
@@ -200,12 +200,7 @@ class VllmBackend:
         return list(self._tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
 
     def _token_request(self, request: LoglikelihoodRequest, convention: Convention) -> ScoreRequest:
-        if convention is Convention.opencompass:
-            req = opencompass_request(request.context, request.continuation, self._encode)
-        else:
-            tok = self._tokenizer
-            prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-            req = lmeval_request(request.context, request.continuation, self._encode, prefix)
+        req = token_request(request, convention, self._encode, self._tokenizer)
         return truncate(req, self.cfg.max_seq_len)
 
     def loglikelihood(
@@ -242,13 +237,7 @@ class VllmBackend:
         return out_groups
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        if request.messages is None:
-            return self._encode(request.text, True)
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        text = self._tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, **(request.chat_template_kwargs or {})
-        )
-        return self._encode(text, False)  # the template has its own special tokens
+        return prompt_ids(request, self._encode, self._tokenizer)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         from vllm import SamplingParams
