@@ -153,8 +153,10 @@ class LocalModelConfig(ModelConfig):
     dtype: DType = DType.float32
     device: str = "auto"  # auto = cuda when present, else cpu; or cpu, cuda, cuda:1, ...
     max_seq_len: int = 2048
-    batch_size: int = 16  # rows per generation batch
-    token_budget: int = 4096  # padded tokens per scoring forward (rows are questions, longest first)
+    batch_size: int = 16  # rows generated at once
+    token_budget: int = 4096  # padded tokens per scoring forward (rows are questions, longest first), and
+    #   prompt tokens per prefill forward of generation
+    kv_cache_gb: float = 4.0  # generation's KV cache (rows' own tokens; shared prompt prefixes come on top)
     num_threads: int | None = None  # torch intra-op threads; null = all cores
 
 

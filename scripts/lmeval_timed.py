@@ -2,7 +2,8 @@
 """Run lm-eval's CLI in this process with timers around its scoring: for benchmarks only.
 
 Run with lm-eval's own interpreter; arguments after `--stats FILE` go to `lm_eval` unchanged. Writes
-{"scoring_s", "forward_calls", "tokens_computed", "head_positions"} to FILE: tokens_computed counts every
+{"scoring_s", "generate_s", "forward_calls", "tokens_computed", "head_positions"} to FILE (generate_s: time in
+generate_until): tokens_computed counts every
 position fed to the model (padding included, as it is computed), head_positions the same (lm-eval takes
 logits at every position).
 """
@@ -20,8 +21,15 @@ def main() -> None:
     from lm_eval.__main__ import cli_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    stats = {"scoring_s": 0.0, "forward_calls": 0, "tokens_computed": 0, "head_positions": 0}
-    loglikelihood, model_call = HFLM.loglikelihood, HFLM._model_call
+    stats = {"scoring_s": 0.0, "generate_s": 0.0, "forward_calls": 0, "tokens_computed": 0, "head_positions": 0}
+    loglikelihood, model_call, generate_until = HFLM.loglikelihood, HFLM._model_call, HFLM.generate_until
+
+    def timed_generate_until(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return generate_until(self, *args, **kwargs)
+        finally:
+            stats["generate_s"] += time.perf_counter() - start
 
     def timed_loglikelihood(self, *args, **kwargs):
         start = time.perf_counter()
@@ -37,6 +45,7 @@ def main() -> None:
         return model_call(self, inps, *args, **kwargs)
 
     HFLM.loglikelihood, HFLM._model_call = timed_loglikelihood, counted_model_call
+    HFLM.generate_until = timed_generate_until
     try:
         cli_evaluate()
     finally:

@@ -184,3 +184,104 @@ def test_generation_equals_transformers_generate(tiny):
         with torch.inference_mode():
             ref = model.generate(ids, max_new_tokens=7, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         assert generation.text == tokenizer.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def shared_prefix_prompts():
+    """Token prompts as few-shot sets make them: six rows under one 120-token prefix, two under a 25-token one,
+    two that share nothing."""
+    g = torch.Generator().manual_seed(3)
+
+    def rand(n):
+        return torch.randint(3, 200, (n,), generator=g).tolist()
+
+    shots, other = rand(120), rand(25)
+    return [shots + rand(n) for n in (1, 4, 9, 2, 13, 5)] + [other + rand(n) for n in (3, 7)] + [rand(6), rand(1)]
+
+
+def one_row_generate(model, tokens, max_new):
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([tokens]), max_new_tokens=max_new, do_sample=False, pad_token_id=0)
+    return out[0, len(tokens) :].tolist()
+
+
+def test_group_rows_share_prefixes_where_they_pay():
+    from hydra_eval.backends.decode import Group, group_rows
+
+    prompts = shared_prefix_prompts()
+    groups = group_rows(prompts, overhead=16)
+    by_rows = {frozenset(g.rows): g.prefix for g in groups}
+    assert by_rows[frozenset(range(6))] == 120  # each row keeps at least one own token
+    assert by_rows[frozenset({6, 7})] >= 25
+    assert sorted(r for g in groups for r in g.rows) == list(range(len(prompts)))
+    # rows that share little stay one group (one batch), under whatever they share
+    assert group_rows([[1, 2, 3], [1, 2, 4], [1, 5, 6]], overhead=64) == [Group(1, [0, 1, 2])]
+    [everything] = group_rows(prompts, overhead=10**6)
+    assert everything.prefix == 0 and sorted(everything.rows) == list(range(len(prompts)))
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "kv_cache_gb", "fused"), [(16, 4.0, True), (3, 4.0, True), (16, 1e-5, True), (3, 4.0, False)]
+)
+def test_engine_generation_equals_transformers_generate_row_by_row(
+    tiny, monkeypatch, batch_size, kv_cache_gb, fused
+):
+    """Shared prefixes computed once, rows leaving and entering slots (3 slots for 10 rows; a KV budget that
+    holds one row), attention through torch's fused CPU kernel or through matmuls (as on GPUs): every row's
+    greedy tokens are those of transformers' generate on that row alone."""
+    from hydra_eval.backends import decode
+
+    monkeypatch.setattr(decode, "fused_attention", lambda device: fused)
+    model, tokenizer = tiny
+    prompts = shared_prefix_prompts()
+    engine = LocalLM(model, tokenizer, batch_size, 512, token_budget=16, kv_cache_gb=kv_cache_gb)
+    assert engine._engine is not None
+    ours = engine.generate(prompts, 9, ())
+    for prompt, generation in zip(prompts, ours, strict=True):
+        want = one_row_generate(model, prompt, 9)
+        eos = want[-1] in engine._stop_ids()
+        assert generation.text == tokenizer.decode(want, skip_special_tokens=True)
+        assert generation.n_new_tokens == len(want) - eos
+        assert generation.finish_reason == ("eos" if eos else "length")
+
+
+def test_engine_computes_each_shared_prefix_once(tiny):
+    model, tokenizer = tiny
+    prompts = shared_prefix_prompts()
+    engine = LocalLM(model, tokenizer, 16, 512)
+    out = engine.generate(prompts, 5, ())
+    prompt_tokens = engine.tokens_computed - sum(
+        max(g.n_new_tokens + (g.finish_reason == "eos") - 1, 0) for g in out
+    )
+    # the exemplar-like prefix once, then every row's own tokens (the 25-token prefix of two rows saves less
+    # than a group costs: those rows join the rest)
+    assert prompt_tokens == sum(len(p) for p in prompts) - 5 * 120
+
+
+def test_engine_sampling_equals_the_transformers_loop(tiny):
+    """Seeded sampling draws the same tokens in the padding-free engine as in the padded transformers loop."""
+    model, tokenizer = tiny
+    prompts = shared_prefix_prompts()
+    seeds = list(range(100, 100 + len(prompts)))
+    reference = LocalLM(model, tokenizer, 4, 512, flat_forward=False)
+    engine = LocalLM(model, tokenizer, 4, 512)
+    want = reference.generate(prompts, 8, (), (0.8, 0.9, 50), seeds)
+    got = engine.generate(prompts, 8, (), (0.8, 0.9, 50), seeds)
+    assert [g.text for g in got] == [g.text for g in want]
+    assert len({g.text for g in got}) > 1
+
+
+def test_flash_cpu_reads_transposed_views_right():
+    """torch's fused CPU kernel reads q as if its last dimension were contiguous; a decode step's q is a
+    transposed view (weight @ x.T). flash_cpu gives the exact softmax attention for it anyway."""
+    from hydra_eval.backends.decode import flash_cpu
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(16, 2, 2, 2, generator=g).permute(3, 2, 1, 0)  # (2, 2, 2, 16), last-dim stride 4
+    assert q.stride(-1) != 1
+    k, v = torch.randn(2, 2, 21, 16, generator=g), torch.randn(2, 2, 21, 16, generator=g)
+    mask = torch.zeros(2, 1, 2, 21)
+    mask[1, :, :, 2:] = float("-inf")
+    scores = q @ k.transpose(-1, -2) * 0.25 + mask
+    out, lse = flash_cpu(q, k, v, 0.25, mask)
+    torch.testing.assert_close(out, torch.softmax(scores, -1) @ v)
+    torch.testing.assert_close(lse, torch.logsumexp(scores, -1))

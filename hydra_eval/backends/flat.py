@@ -12,6 +12,7 @@ sin), scaled dot-product attention and SiLU MLP. Scores agree with transformers'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,25 +90,48 @@ def _fuse_weights(linears: list[Any], torch: Any) -> Any:
     return fused
 
 
-def hidden_states(model: Any, layers: list[FusedLayer], ids: Any, positions: Any, flat: Any, mask: Any) -> Any:
-    """Final-norm hidden states (N, d) of the N real tokens ids[flat] (a flat index into the padded (B, T)
-    `ids`); `mask` is the (B, 1, T, T) bool attention mask of the padded layout."""
+Attend = Callable[[int, Any, Any, Any], Any]  # (layer index, q, k, v) -> attention output (N, heads * head_dim)
+Linear = Callable[[Any, Any], Any]  # (x (N, in), weight (out, in)) -> (N, out)
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_heads: int
+    n_kv: int
+    head_dim: int
+
+    @property
+    def q_size(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def kv_size(self) -> int:
+        return self.n_kv * self.head_dim
+
+
+def shape(model: Any) -> Shape:
+    cfg = model.config
+    n_heads = cfg.num_attention_heads
+    return Shape(n_heads, cfg.num_key_value_heads, getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
+
+
+def run_layers(
+    model: Any, layers: list[FusedLayer], ids: Any, positions: Any, attend: Attend, linear: Linear | None = None
+) -> Any:
+    """Final-norm hidden states (N, d) of N tokens laid end to end, at the given positions. Every matmul runs
+    over the N real tokens (through `linear`, F.linear by default); `attend` gets each layer's q (N, heads, hd),
+    k and v (N, kv heads, hd), rotary embedding applied, and returns the attention output (N, heads * hd)
+    however the tokens see each other."""
     import torch
     import torch.nn.functional as F
 
-    # an additive float mask, made once: SDPA would convert a bool mask again in every layer
-    mask = torch.zeros(mask.shape, dtype=model.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    linear = linear or F.linear
 
     decoder = model.get_decoder()
-    cfg = model.config
-    n_heads, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
-    q_size, kv_size = n_heads * head_dim, n_kv * head_dim
-    batch, width = ids.shape
-    n = flat.shape[0]
-
-    x = decoder.embed_tokens(ids.reshape(-1)[flat])
-    cos, sin = decoder.rotary_emb(x[None], positions.reshape(-1)[flat][None])
+    s = shape(model)
+    n = ids.shape[0]
+    x = decoder.embed_tokens(ids)
+    cos, sin = decoder.rotary_emb(x[None], positions[None])
     cos, sin = cos[0][:, None, :], sin[0][:, None, :]  # (N, 1, head_dim), broadcast over heads
 
     def rope(t: Any) -> Any:
@@ -115,24 +139,44 @@ def hidden_states(model: Any, layers: list[FusedLayer], ids: Any, positions: Any
         rotated = torch.cat((-t[..., half:], t[..., :half]), dim=-1)
         return t * cos + rotated * sin
 
-    def padded(t: Any, heads: int) -> Any:  # (N, heads, hd) -> (B, heads, T, hd), zeros at padding
-        out = t.new_zeros((batch * width, heads, head_dim))
-        out[flat] = t
-        return out.view(batch, width, heads, head_dim).transpose(1, 2)
-
-    for layer in layers:
+    for index, layer in enumerate(layers):
         h = F.rms_norm(x, (x.shape[-1],), layer.norm1, layer.eps)
-        qkv = F.linear(h, layer.qkv)
-        q = rope(qkv[:, :q_size].view(n, n_heads, head_dim))
-        k = rope(qkv[:, q_size : q_size + kv_size].view(n, n_kv, head_dim))
-        v = qkv[:, q_size + kv_size :].view(n, n_kv, head_dim)
-        attn = F.scaled_dot_product_attention(
-            padded(q, n_heads), padded(k, n_kv), padded(v, n_kv), attn_mask=mask, enable_gqa=n_kv != n_heads
-        )
-        attn = attn.transpose(1, 2).reshape(batch * width, q_size)[flat]
-        x = x + F.linear(attn, layer.o)
+        qkv = linear(h, layer.qkv)
+        q = rope(qkv[:, : s.q_size].reshape(n, s.n_heads, s.head_dim))
+        k = rope(qkv[:, s.q_size : s.q_size + s.kv_size].reshape(n, s.n_kv, s.head_dim))
+        v = qkv[:, s.q_size + s.kv_size :].reshape(n, s.n_kv, s.head_dim)
+        x = x + linear(attend(index, q, k, v), layer.o)
         h = F.rms_norm(x, (x.shape[-1],), layer.norm2, layer.eps)
-        gate_up = F.linear(h, layer.gate_up)
+        gate_up = linear(h, layer.gate_up)
         inner = gate_up.shape[-1] // 2
-        x = x + F.linear(F.silu(gate_up[:, :inner]) * gate_up[:, inner:], layer.down)
+        x = x + linear(F.silu(gate_up[:, :inner]) * gate_up[:, inner:], layer.down)
     return decoder.norm(x)
+
+
+def hidden_states(model: Any, layers: list[FusedLayer], ids: Any, positions: Any, flat: Any, mask: Any) -> Any:
+    """Final-norm hidden states (N, d) of the N real tokens ids[flat] (a flat index into the padded (B, T)
+    `ids`); `mask` is the (B, 1, T, T) bool attention mask of the padded layout: attention alone runs padded."""
+    import torch
+    import torch.nn.functional as F
+
+    # an additive float mask, made once: SDPA would convert a bool mask again in every layer
+    mask = torch.zeros(mask.shape, dtype=model.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    s = shape(model)
+    batch, width = ids.shape
+
+    def padded(t: Any, heads: int) -> Any:  # (N, heads, hd) -> (B, heads, T, hd), zeros at padding
+        out = t.new_zeros((batch * width, heads, s.head_dim))
+        out[flat] = t
+        return out.view(batch, width, heads, s.head_dim).transpose(1, 2)
+
+    def attend(_: int, q: Any, k: Any, v: Any) -> Any:
+        out = F.scaled_dot_product_attention(
+            padded(q, s.n_heads),
+            padded(k, s.n_kv),
+            padded(v, s.n_kv),
+            attn_mask=mask,
+            enable_gqa=s.n_kv != s.n_heads,
+        )
+        return out.transpose(1, 2).reshape(batch * width, s.q_size)[flat]
+
+    return run_layers(model, layers, ids.reshape(-1)[flat], positions.reshape(-1)[flat], attend)

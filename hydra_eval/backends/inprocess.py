@@ -61,6 +61,7 @@ class InProcessBackend:
                 self.cfg.batch_size,
                 self.cfg.max_seq_len,
                 token_budget=self.cfg.token_budget,
+                kv_cache_gb=self.cfg.kv_cache_gb,
             )
         return self._lm
 

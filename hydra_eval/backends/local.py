@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hydra_eval.backends import flat
+from hydra_eval.backends import decode, flat
 from hydra_eval.backends.packing import PackedGroup, budget_batches, collate, pack_group
 from hydra_eval.backends.tokenize import ScoreRequest, ScoreResult
 from hydra_eval.records import GenerationResponse
@@ -59,16 +59,20 @@ class LocalLM:
         max_seq_len: int,
         token_budget: int = 4096,
         flat_forward: bool = True,
+        kv_cache_gb: float = 4.0,
     ):
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = batch_size  # rows per generation batch
-        self.token_budget = token_budget  # padded tokens per scoring forward
+        self.batch_size = batch_size  # rows decoded at once
+        self.token_budget = token_budget  # padded tokens per scoring forward, prompt tokens per prefill forward
+        self.kv_cache_bytes = int(kv_cache_gb * 2**30)  # generation's KV cache, rows' own tokens
         self.max_seq_len = max_seq_len
         self.tokens_computed = 0  # real (non-pad) tokens through the transformer body
         self.head_positions = 0  # positions through the LM head
         # Scoring runs its matmuls over real tokens only (backends/flat.py) where the architecture allows.
         self._fused = flat.fuse(model) if flat_forward and flat.supports(model) else None
+        # ... and so does generation (backends/decode.py): shared prefixes once, finished rows out
+        self._engine = decode.Engine(model, self._fused, token_budget) if self._fused is not None else None
 
     @property
     def device(self) -> Any:
@@ -153,9 +157,10 @@ class LocalLM:
         sampling: Sampling = GREEDY,
         seeds: Sequence[int] | None = None,
     ) -> list[GenerationResponse]:
-        """Generation in length-sorted, left-padded batches; text is cut at the first stop string. Greedy, or
-        with temperature > 0 sampled, each row from its own seed (so a row's sample does not depend on which
-        rows share its batch)."""
+        """Generation; text is cut at the first stop string. Greedy, or with temperature > 0 sampled, each row
+        from its own seed (so a row's sample does not depend on which rows share its batch)."""
+        if self._engine is not None and max_new_tokens > 0:
+            return self._generate_engine(encoded, max_new_tokens, stop, sampling, seeds)
         import torch
 
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -176,6 +181,56 @@ class LocalLM:
                 ):
                     results[i] = g
         return [g for g in results if g is not None]
+
+    def _generate_engine(
+        self,
+        encoded: Sequence[list[int]],
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling,
+        seeds: Sequence[int] | None,
+    ) -> list[GenerationResponse]:
+        """The padding-free engine (backends/decode.py) with the rules of _generate_batch: a row ends at an
+        end-of-sequence token (not counted), a stop string in its text, or max_new_tokens."""
+        import torch
+
+        assert self._engine is not None
+        tok, stop_ids = self.tokenizer, self._stop_ids()
+        new_tokens: list[list[int]] = [[] for _ in encoded]
+        reasons = ["length"] * len(encoded)
+
+        def choose(logits: Any, rows: list[int]) -> list[int]:
+            chosen = logits.argmax(dim=-1)
+            if sampling[0] > 0:
+                probs = sample_probs(logits, sampling).cpu()
+                for k, row in enumerate(rows):
+                    step = len(new_tokens[row])
+                    g = torch.Generator().manual_seed((seeds[row] if seeds else row) * 100003 + step)
+                    chosen[k] = int(torch.multinomial(probs[k], 1, generator=g))
+            return [int(t) for t in chosen.tolist()]
+
+        def emit(row: int, token: int) -> bool:
+            if token in stop_ids:
+                reasons[row] = "eos"
+                return False
+            new_tokens[row].append(token)
+            if stop and any(s in tok.decode(new_tokens[row], skip_special_tokens=True) for s in stop):
+                reasons[row] = "stop_string"
+                return False
+            return len(new_tokens[row]) < max_new_tokens
+
+        before = self._engine.tokens_computed
+        self._engine.run(encoded, max_new_tokens, self.batch_size, self.kv_cache_bytes, choose, emit)
+        self.tokens_computed += self._engine.tokens_computed - before
+        return [
+            GenerationResponse(
+                cut_at_stop(tok.decode(tokens, skip_special_tokens=True), stop),
+                reason,
+                n_prompt_tokens=len(x),
+                n_new_tokens=len(tokens),
+            )
+            for x, tokens, reason in zip(encoded, new_tokens, reasons, strict=True)
+        ]
 
     def _stop_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
