@@ -13,6 +13,9 @@ Tasks:
   piqa       hydra-eval dataset=piqa_lmeval  vs lm-eval (local task = its piqa task), best of batch sizes
   hellaswag  hydra-eval dataset=hellaswag    vs lm-eval (local task over the same rows), best of batch sizes
   piqa_oc    hydra-eval dataset=piqa         vs OpenCompass piqa_ppl_1cf9f0 (HuggingFaceBaseModel, batch 1)
+
+Generation (gsm8k, siqa; hydra-eval's transformers and vLLM backends, an earlier commit, lm-eval's
+generate_until) is timed by scripts/bench_gen.py.
 """
 
 from __future__ import annotations

@@ -5,6 +5,6 @@
 # Through the device tool: run(command="bash scripts/gpu_check.sh", carry=[".gpu-carry"], timeout_s=540).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pip install --no-index --no-deps -q .gpu-carry/wheels/*.whl
+pip install --no-index --no-deps --no-build-isolation -q .gpu-carry/wheels/*
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 timeout 480 python scripts/gpu_check.py run --carry .gpu-carry --out "${OUT:-outputs/gpu-check}"

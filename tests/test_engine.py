@@ -285,3 +285,11 @@ def test_flash_cpu_reads_transposed_views_right():
     out, lse = flash_cpu(q, k, v, 0.25, mask)
     torch.testing.assert_close(out, torch.softmax(scores, -1) @ v)
     torch.testing.assert_close(lse, torch.logsumexp(scores, -1))
+
+
+def test_an_empty_generation_prompt_is_one_clear_error(tiny):
+    from hydra_eval.errors import UserError
+
+    model, tokenizer = tiny
+    with pytest.raises(UserError, match="1 generation prompt"):
+        LocalLM(model, tokenizer, 4, 512).generate([[5, 6], []], 3, ())

@@ -81,7 +81,8 @@ def retryable(error: Exception) -> bool:
 
 
 class RateLimiter:
-    """Spaces request starts at least 1/per_s seconds apart (no limit when per_s is None)."""
+    """Spaces request starts 1/per_s seconds apart: each waits for its own slot, one interval after the
+    previous request's (no limit when per_s is None)."""
 
     def __init__(self, per_s: float | None):
         self.interval = 1.0 / per_s if per_s else 0.0

@@ -8,6 +8,7 @@ from typing import Any
 from hydra_eval.backends import decode, flat
 from hydra_eval.backends.packing import PackedGroup, budget_batches, collate, pack_group
 from hydra_eval.backends.tokenize import ScoreRequest, ScoreResult
+from hydra_eval.errors import UserError
 from hydra_eval.records import GenerationResponse
 
 
@@ -159,6 +160,12 @@ class LocalLM:
     ) -> list[GenerationResponse]:
         """Generation; text is cut at the first stop string. Greedy, or with temperature > 0 sampled, each row
         from its own seed (so a row's sample does not depend on which rows share its batch)."""
+        empty = [i for i, x in enumerate(encoded) if not x]
+        if empty:
+            raise UserError(
+                f"{len(empty)} generation prompt(s) have no tokens (first: request {empty[0]}): the dataset's "
+                "template rendered an empty prompt"
+            )
         if self._engine is not None and max_new_tokens > 0:
             return self._generate_engine(encoded, max_new_tokens, stop, sampling, seeds)
         import torch
