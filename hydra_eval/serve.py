@@ -2,8 +2,9 @@
 GPUs (it inherits CUDA_VISIBLE_DEVICES) and a free port; stopped when the job ends, fails or is cancelled.
 
 No orphan survives the job: the server runs in a process group of its own, which stop() ends (SIGTERM, then
-SIGKILL); a SIGTERM to the job (scancel, a cancelled submitit job) stops it first; and the kernel kills the
-server if the job itself is killed (PR_SET_PDEATHSIG), which stop() could not see.
+SIGKILL); a SIGTERM to the job (scancel, a cancelled submitit job) stops it first; and if the job itself is
+killed, the kernel sends SIGTERM to the group's first process (PR_SET_PDEATHSIG), a guard
+(hydra_eval/serve_guard.py) that runs the command and then ends the whole group.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -45,7 +48,7 @@ def command_line(serve: ServeConfig, host: str, port: int) -> list[str]:
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     os.setsid()
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _tail(path: Path, chars: int = 600) -> str:
@@ -74,11 +77,14 @@ class ManagedServer:
         self.base_url = f"http://{serve.host}:{port}{serve.url_path}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **{k: str(v) for k, v in serve.env.items()}}
+        if shutil.which(cmd[0], path=env.get("PATH")) is None:
+            raise UserError(f"cannot start the server '{cmd[0]}': no such program")
+        guarded = [sys.executable, "-m", "hydra_eval.serve_guard", str(serve.stop_timeout_s), *cmd]
         t0 = time.perf_counter()
         with self.log_path.open("ab") as out:
             try:
                 self.proc = subprocess.Popen(
-                    cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent
+                    guarded, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent
                 )
             except OSError as e:
                 raise UserError(f"cannot start the server '{cmd[0]}': {e.strerror}") from None
