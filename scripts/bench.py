@@ -62,11 +62,13 @@ LMEVAL_PROMPTS = {
 }
 
 
-def run_measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, float]:
+def run_measured(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> dict[str, float]:
     """Wall time and peak RSS (of the process tree it waits for) of one command; output to log."""
     start = time.perf_counter()
     with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -373,19 +375,23 @@ def main() -> None:
                 r = {"task": task, "limit": limit, "stride": strides.get(task, 1), **run()}
                 print(json.dumps(r), flush=True)
                 runs.append(r)
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "matmul_peak_gflops": peak,
-        "model_flops": flops,
-        "command": " ".join(sys.argv),
-        "hydra_eval_cold_load_s": cold_load_s,
-        "runs": runs,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(
+        args.out,
+        runs,
+        machine=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        matmul_peak_gflops=peak,
+        model_flops=flops,
+        hydra_eval_cold_load_s=cold_load_s,
+    )
     print(table(runs))
+
+
+def write_report(out: Path, runs: list[dict[str, Any]], **about: Any) -> None:
+    """The runs as JSON, with the date, the machine and the command line that made them."""
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **about, "command": " ".join(sys.argv)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**report, "runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

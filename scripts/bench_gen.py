@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import run_measured  # noqa: E402
+from bench import run_measured, write_report  # noqa: E402
 
 
 def data_dir() -> Path:
@@ -47,19 +47,12 @@ def run_hydra(
     out = work / f"{tool}_{dataset}_{time.time_ns()}"
     cmd = [*cmd, f"dataset={dataset}", f"dataset.limit={n}", f"hydra.run.dir={out}"]
     cmd += ["tracking=none", "resume=false", "progress=false"]
-    start = time.perf_counter()
-    with (work / f"{out.name}.log").open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{tool} failed: {' '.join(cmd)}; see {work / out.name}.log")
+    measured = run_measured(cmd, work / f"{out.name}.log", env, cwd)
     result = json.loads(next(out.glob("results/*/*.json")).read_text())
     rows = [json.loads(x) for x in next(out.glob("predictions/*/*.jsonl")).read_text().splitlines() if x]
     return {
         "tool": tool,
-        "wall_s": wall,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        **measured,
         "load_s": result["timings"]["load_s"],
         "generate_s": result["timings"]["infer_s"],
         "new_tokens": sum(r["n_new_tokens"] for r in rows),
@@ -204,14 +197,7 @@ def main() -> None:
             if baseline.exists():
                 subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False)
             shutil.rmtree(work, ignore_errors=True)
-    report = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "command": " ".join(sys.argv),
-        "runs": runs,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, runs, machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(table(runs))
 
 

@@ -22,21 +22,17 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     stats = {"scoring_s": 0.0, "generate_s": 0.0, "forward_calls": 0, "tokens_computed": 0, "head_positions": 0}
-    loglikelihood, model_call, generate_until = HFLM.loglikelihood, HFLM._model_call, HFLM.generate_until
+    model_call = HFLM._model_call
 
-    def timed_generate_until(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return generate_until(self, *args, **kwargs)
-        finally:
-            stats["generate_s"] += time.perf_counter() - start
+    def timed(method, key):
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                stats[key] += time.perf_counter() - start
 
-    def timed_loglikelihood(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return loglikelihood(self, *args, **kwargs)
-        finally:
-            stats["scoring_s"] += time.perf_counter() - start
+        return wrapper
 
     def counted_model_call(self, inps, *args, **kwargs):
         stats["forward_calls"] += 1
@@ -44,8 +40,9 @@ def main() -> None:
         stats["head_positions"] += int(inps.numel())
         return model_call(self, inps, *args, **kwargs)
 
-    HFLM.loglikelihood, HFLM._model_call = timed_loglikelihood, counted_model_call
-    HFLM.generate_until = timed_generate_until
+    HFLM.loglikelihood = timed(HFLM.loglikelihood, "scoring_s")
+    HFLM.generate_until = timed(HFLM.generate_until, "generate_s")
+    HFLM._model_call = counted_model_call
     try:
         cli_evaluate()
     finally:
