@@ -66,39 +66,44 @@ def key_of(ident: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 
-class PredictionStore:
-    """rows.jsonl under cache_dir/predictions/<key>/: one line per finished sample ({"idx": i, ...}),
-    appended and fsynced a batch at a time. A line cut short by a kill is dropped on the next load."""
+class RowStore:
+    """rows.jsonl in a folder: one line per finished row, each carrying its key (`key_field`), appended and
+    fsynced a batch at a time. A line cut short by a kill is dropped on the next load."""
 
-    def __init__(self, cache_dir: Path, ident: dict[str, Any]):
-        self.key = key_of(ident)
-        self.dir = cache_dir / "predictions" / self.key
+    key_field = "idx"
+
+    def __init__(self, folder: Path, ident: dict[str, Any]):
+        self.dir = folder
         self.rows_path = self.dir / "rows.jsonl"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        with disk_errors(folder, "the cache folder"):
+            self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.dir / "identity.json").is_file():
             write_json(self.dir / "identity.json", ident)
 
-    def load(self) -> dict[int, dict[str, Any]]:
+    def _key(self, row: dict[str, Any]) -> Any:
+        return row[self.key_field]
+
+    def load(self) -> dict[Any, dict[str, Any]]:
         if not self.rows_path.is_file():
             return {}
         with self._locked():
             raw = self.rows_path.read_bytes()
-            rows: dict[int, dict[str, Any]] = {}
+            rows: dict[Any, dict[str, Any]] = {}
             for line in raw.splitlines(keepends=True):
                 try:
                     if not line.endswith(b"\n"):
                         raise ValueError("no newline")
                     row = json.loads(line)
                 except ValueError:  # a write that a kill interrupted: skip it, keep every whole row
-                    log.warning("cache %s: skipping a partly written line", self.key)
+                    log.warning("cache %s: skipping a partly written line", self.dir.name)
                     continue
                 if row.get("schema_version") == SCHEMA_VERSION:  # rows of another format are computed again
-                    rows[int(row["idx"])] = row
+                    rows[self._key(row)] = row
         return rows
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        with disk_errors(self.dir, "a batch of predictions"), self._locked(), self.rows_path.open("a+b") as f:
+        with disk_errors(self.dir, "a batch of rows"), self._locked(), self.rows_path.open("a+b") as f:
             f.seek(0, os.SEEK_END)
             if f.tell():  # a kill may have cut the last line short: start on a line of our own
                 f.seek(-1, os.SEEK_END)
@@ -110,6 +115,17 @@ class PredictionStore:
 
     def _locked(self) -> Any:
         return _FileLock(self.dir / ".lock")
+
+
+class PredictionStore(RowStore):
+    """Predictions under cache_dir/predictions/<key>/, by row index."""
+
+    def __init__(self, cache_dir: Path, ident: dict[str, Any]):
+        self.key = key_of(ident)
+        super().__init__(cache_dir / "predictions" / self.key, ident)
+
+    def _key(self, row: dict[str, Any]) -> Any:
+        return int(row["idx"])
 
 
 class _FileLock:

@@ -14,8 +14,16 @@ from hydra_eval import genstats, prompts, tasks, usage
 from hydra_eval.errors import UserError
 from hydra_eval.judges import Judge
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
-from hydra_eval.records import GenPrediction, InferMeta, Judged, Prediction, Verdict, prediction_from_json
-from hydra_eval.schema import Config, DatasetConfig
+from hydra_eval.records import (
+    GenPrediction,
+    InferMeta,
+    Judged,
+    Judgment,
+    Prediction,
+    Verdict,
+    prediction_from_json,
+)
+from hydra_eval.schema import Config, DatasetConfig, JudgeMode
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +78,76 @@ def warn_truncation(cfg: Config, stats: dict[str, Any]) -> None:
         )
 
 
+def judge_usage(judgments: Sequence[Judgment]) -> dict[str, float]:
+    """The judge's tokens (and latency, for a served judge) over this job's judge requests, cached or not."""
+    out: dict[str, float] = {
+        "judge_prompt_tokens": sum(j.prompt_tokens or 0 for j in judgments),
+        "judge_completion_tokens": sum(j.completion_tokens or 0 for j in judgments),
+    }
+    latencies = sorted(j.latency_s for j in judgments if j.latency_s is not None)
+    if latencies:
+        out["judge_latency_mean_s"] = sum(latencies) / len(latencies)
+        out["judge_latency_p95_s"] = usage.percentile(latencies, 95)
+    return out
+
+
+def _judged_eval(
+    cfg: Config, files: JobFiles, meta: InferMeta, rows: list[Prediction], t0: float
+) -> dict[str, Any]:
+    """A dataset scored by a judge model: the judgments give the score, its CI and the parse failures."""
+    from hydra_eval.judging import scores
+    from hydra_eval.judging.stage import read_judgments
+
+    dataset = cfg.dataset
+    judge_meta, judgments = read_judgments(files)
+    ids = [r.id for r in rows]
+    unknown = {j.id for j in judgments} - set(ids)
+    if unknown:
+        raise UserError(f"{files.judgments} judges rows that {files.predictions} does not have: rerun mode=judge")
+    metrics = scores.compute(dataset.judge, ids, judgments)
+    if dataset.group_metrics_by:
+        metrics.update(scores.grouped(dataset.judge, {r.id: str(r.group) for r in rows}, judgments))
+    metrics.update(judge_usage(judgments))
+    by_row: dict[str, list[dict[str, Any]]] = {}
+    for j in judgments:
+        by_row.setdefault(j.id, []).append({k: v for k, v in j.to_json().items() if k != "schema_version"})
+    write_jsonl(
+        files.judged,
+        [
+            {
+                **r.to_json(),
+                "judge_verdicts": [j["verdict"] for j in by_row.get(r.id, [])],
+                "judgments": by_row.get(r.id, []),
+            }
+            for r in rows
+        ],
+    )
+    generated = [r for r in rows if isinstance(r, GenPrediction)]
+    stats = genstats.summary(generated) if generated else None
+    if stats is not None:
+        metrics["length_capped"] = stats["length_capped"]
+        warn_truncation(cfg, stats)
+    convention = f"judge:{judge_meta['judge']}:{judge_meta['verdict_format']}:{judge_meta['prompt_version']}"
+    results = meta.results(convention, metrics, time.perf_counter() - t0, usage.summary(rows), stats)
+    results["judge"] = judge_meta
+    write_json(files.results, results)
+    log.info(
+        "eval: %s on %s judged by %s: %s -> %s",
+        meta.model,
+        meta.dataset,
+        judge_meta["judge"],
+        {k: round(v, 2) for k, v in metrics.items() if "/" not in k},
+        files.results,
+    )
+    return results
+
+
 def run_eval(cfg: Config, files: JobFiles) -> dict[str, Any]:
     t0 = time.perf_counter()
     dataset = cfg.dataset
     meta, rows = read_predictions(files, dataset)
+    if dataset.judge.mode is not JudgeMode.none:
+        return _judged_eval(cfg, files, meta, rows, t0)
     task = tasks.for_dataset(dataset, cfg.model)
     judge, verdicts = task.judge(rows)
     write_jsonl(files.judged, [Judged(r, v).to_json() for r, v in zip(rows, verdicts, strict=True)])

@@ -60,6 +60,14 @@ class JobFiles:
         return self.root / "predictions" / self.model / f"{self.dataset}.meta.json"
 
     @property
+    def judgments(self) -> Path:  # the judge stage's rows: one per judge call, with the verdict read from it
+        return self.root / "judgments" / self.model / f"{self.dataset}.jsonl"
+
+    @property
+    def judge_meta(self) -> Path:
+        return self.root / "judgments" / self.model / f"{self.dataset}.meta.json"
+
+    @property
     def judged(self) -> Path:  # eval's rows: each prediction with its verdict
         return self.root / "judged" / self.model / f"{self.dataset}.jsonl"
 

@@ -16,7 +16,7 @@ from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
 from hydra_eval.outputs import JobFiles, disk_errors, write_json, write_text
-from hydra_eval.schema import Config, VizSource
+from hydra_eval.schema import Config, JudgeMode, VizSource
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ def run(composed: DictConfig | Config, print_summary: bool = True) -> dict[str, 
         return None
     if cfg.mode.eval:
         judges.preflight(cfg.dataset)  # before hours of generation, not after
+    if cfg.mode.judge:
+        from hydra_eval.judging.stage import preflight
+
+        preflight(cfg)
     root = Path(cfg.output_dir)
     with disk_errors(root, "the job folder"):
         root.mkdir(parents=True, exist_ok=True)
@@ -57,6 +61,10 @@ def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | No
     results = None
     if cfg.mode.infer:
         run_infer(cfg, files)
+    if cfg.mode.judge and cfg.dataset.judge.mode is not JudgeMode.none:
+        from hydra_eval.judging.stage import run_judge
+
+        run_judge(cfg, files)
     if cfg.mode.eval:
         results = run_eval(cfg, files)
         if cfg.tracking.enabled:  # files are complete: MLflow only mirrors them

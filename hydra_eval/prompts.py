@@ -115,6 +115,7 @@ _GEN_DEFAULTS: dict[str, Any] = {
     "ignore_punctuation": False,
     "top_p": 1.0,
     "top_k": 0,
+    "turns_field": None,
 }
 _NOT_PROMPT = ("length_warn_share",)  # gen settings that change no prompt and no score
 _DEFAULTS = {"choices_field": None, "contexts_field": None, "task": "multiple_choice", "metrics": None}

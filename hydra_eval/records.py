@@ -7,6 +7,7 @@ SCHEMA_VERSION, and readers refuse lines of another version (`check_version`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,7 @@ class GenPrediction:
     splits: tuple[Split, ...] | None = None  # model.reasoning.strip: one per generation
     reasoning_tokens: tuple[int, ...] | None = None  # tokens of each reasoning and answer (backends that know)
     answer_tokens: tuple[int, ...] | None = None
+    turns: tuple[str, ...] | None = None  # multi-turn: the answer to each user turn (the generation: the last)
 
     @property
     def generation(self) -> str:
@@ -249,6 +251,8 @@ class GenPrediction:
             out["reasoning_closed"] = [s.closed for s in self.splits]
         if self.reasoning_tokens is not None and self.answer_tokens is not None:
             out.update(reasoning_tokens=list(self.reasoning_tokens), answer_tokens=list(self.answer_tokens))
+        if self.turns is not None:
+            out["turns"] = list(self.turns)
         return out
 
     @classmethod
@@ -276,6 +280,7 @@ class GenPrediction:
             else None,
             reasoning_tokens=tuple(d["reasoning_tokens"]) if "reasoning_tokens" in d else None,
             answer_tokens=tuple(d["answer_tokens"]) if "answer_tokens" in d else None,
+            turns=tuple(d["turns"]) if "turns" in d else None,
         )
 
 
@@ -358,6 +363,40 @@ class Judged:
 
     def to_json(self) -> Json:
         return {**self.prediction.to_json(), **self.verdict.to_json()}
+
+
+@dataclass(frozen=True, slots=True)
+class Judgment:
+    """One judge call's outcome (judgments/<model>/<dataset>.jsonl): which row, turn and game (0: single or
+    reference; pairwise 1: the baseline was assistant A, 2: the judged model was), the judge's raw reply, the
+    verdict read from it (null with `error` when it did not parse), the rationale before it, and the judged
+    model's score: the rating, 1/0 for correct, or the game's 1 / 0.5 / 0 (a strong verdict weighs more)."""
+
+    idx: int
+    id: str
+    turn: int
+    game: int
+    key: str  # the judge call's content key (the judge cache's)
+    raw: str
+    verdict: str | None
+    score: float | None
+    weight: int = 1
+    error: str | None = None  # why no verdict was read: a parse failure, counted apart
+    rationale: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None  # served judges
+
+    def to_json(self) -> Json:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], where: str) -> Judgment:
+        check_version(d, where)
+        return cls(**{k: v for k, v in d.items() if k != "schema_version"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,20 @@ class Extractor(Enum):
     math = "math"  # the final answer (last \boxed{}) equivalent to an accepted one, by math-verify
 
 
+class JudgeMode(Enum):
+    none = "none"  # no judge model: the extractor scores the output
+    single = "single"  # a score from a rubric (MT-Bench: 1-10)
+    pairwise = "pairwise"  # the answer against a baseline's, judged in both orders (Arena-Hard, AlpacaEval)
+    reference = "reference"  # the answer is equivalent to the gold answer: CORRECT / INCORRECT
+
+
+class VerdictFormat(Enum):
+    rating = "rating"  # "[[7]]" (MT-Bench; "[7]" as its fallback)
+    arena = "arena"  # "[[A>>B]]", "[[A>B]]", "[[A=B]]", "[[B>A]]", "[[B>>A]]" (Arena-Hard)
+    abc = "abc"  # "[[A]]", "[[B]]", "[[C]]" for a tie (MT-Bench's pairwise prompts)
+    correct = "correct"  # "[[CORRECT]]" / "[[INCORRECT]]" (reference mode)
+
+
 class Sampler(Enum):
     first_n = "first_n"  # lm-eval's for MMLU's dev split
     random = "random"  # seeded per question
@@ -211,6 +225,42 @@ class GenConfig:
     top_k: int = 0  # 0: off
     pass_at_k: list[int] = field(default_factory=lambda: [1])  # extra k of pass@k (each not above num_samples)
     length_warn_share: float = 0.05  # warn when more generations than this share hit max_out_len
+    turns_field: str | None = None  # a list field of user turns (MT-Bench): each turn is generated after the
+    #   model's own answers to the turns before it; `template` renders each turn (`{turn}`)
+
+
+@dataclass
+class JudgePrompt:
+    """One judge prompt: a system message and a user message, `{name}` fields filled from the judged row
+    (question, answer, answer_a, answer_b, question_1, answer_1, ref_answer_1, gold, ...)."""
+
+    system: str = ""
+    template: str = MISSING
+
+
+@dataclass
+class JudgeSettings:
+    """How a dataset's outputs are judged by the judge model (judge=<model config>); hydra_eval/judging/."""
+
+    mode: JudgeMode = JudgeMode.none
+    verdict: VerdictFormat | None = None  # null: the mode's own (single: rating, pairwise: arena, reference:
+    #   correct)
+    prompt: JudgePrompt | None = None  # null: the mode's built-in prompt (hydra_eval/judging/prompts.py)
+    prompt_reference: JudgePrompt | None = None  # rows with a reference answer (MT-Bench's math/reasoning/coding)
+    prompt_multi_turn: JudgePrompt | None = None  # turns after the first: the whole conversation, judged on the
+    prompt_multi_turn_reference: JudgePrompt | None = None  # last answer
+    turns: list[int] = field(default_factory=list)  # multi-turn datasets: the turns judged (1-based; empty: all)
+    reference_field: str | None = None  # a list field: a reference answer per turn (put in the judge prompt)
+    # pairwise: the other answer is a baseline model's (its predictions in baseline_dir; in a sweep, the job of
+    # the model named `baseline`), or the dataset's own reference output (baseline_field)
+    baseline: str | None = None
+    baseline_dir: str | None = None  # a job or sweep folder holding predictions/<baseline>/<dataset>.jsonl
+    baseline_field: str | None = None  # a sample field holding the baseline answer (AlpacaEval: its reference)
+    max_new_tokens: int = 1024  # of each judge reply
+    temperature: float = 0.0  # 0: greedy, as MT-Bench and Arena-Hard judge
+    strong_weight: int = 3  # pairwise: a "much better" verdict counts this many games (Arena-Hard's weight)
+    bootstrap: int = 1000  # resamples of the questions for the 95% confidence interval
+    seed: int = 0
 
 
 @dataclass
@@ -252,12 +302,14 @@ class DatasetConfig:
     #   (BBH tasks, MMLU subjects, MMLU-Pro categories); empty: every row
     ppl: PplConfig | None = None
     gen: GenConfig | None = None
+    judge: JudgeSettings = field(default_factory=JudgeSettings)  # scored by a judge model (mode != none)
 
 
 @dataclass
 class ModeConfig:
     name: str = MISSING
     infer: bool = True
+    judge: bool = False  # the judge stage, for datasets with a judge (dataset.judge.mode != none)
     eval: bool = True
     viz: bool = True
     sync: bool = False  # upload finished jobs under paths.output_root that have no MLflow run yet
@@ -302,6 +354,7 @@ class SuiteConfig:
 @dataclass
 class Config:
     model: ModelConfig = MISSING  # one of the backends' schemas (hydra_eval/backends/*.py)
+    judge: ModelConfig | None = None  # judge=<name> (conf/judge/): the model that judges, any backend
     dataset: DatasetConfig = MISSING
     mode: ModeConfig = MISSING
     paths: PathsConfig = MISSING

@@ -16,6 +16,7 @@ from hydra_eval import judges, metrics, prompts, reasoning, sampling
 from hydra_eval.backends import Backend
 from hydra_eval.records import (
     GenerationRequest,
+    GenerationResponse,
     GenPrediction,
     LoglikelihoodRequest,
     Message,
@@ -140,11 +141,20 @@ class GenerationTask:
         counts = backend.count_tokens([s.reasoning or "" for s in splits] + [s.answer for s in splits])
         return splits, counts
 
+    @property
+    def kept_fields(self) -> list[str]:
+        """Sample fields copied into predictions: the dataset's, and those its judge reads."""
+        judge = self.dataset.judge
+        wanted = [*self.gen.keep_fields, self.gen.turns_field, judge.reference_field, judge.baseline_field]
+        return list(dict.fromkeys(f for f in wanted if f))
+
     def predict(
         self, backend: Backend, rows: Sequence[tuple[int, Sample]], shots: Sequence[Sequence[Sample]]
     ) -> list[Prediction]:
         gen, dataset = self.gen, self.dataset
         system = gen.system_prompt if gen.system_prompt is not None else self.model.system_prompt
+        if gen.turns_field:
+            return self._predict_turns(backend, rows, system)
         pairs = [(s, list(shot)) for (_, s), shot in zip(rows, shots, strict=True)]
         chats: list[tuple[Message, ...] | None] = [None] * len(rows)
         if self.chat:
@@ -174,12 +184,59 @@ class GenerationTask:
                     options=tuple(s.fields[f] for f in gen.option_fields),
                     requests=tuple(usage) if len(usage) == len(responses) else None,
                     answers=tuple(s.fields[gen.answers_field]) if gen.answers_field else None,
-                    fields={f: s.fields[f] for f in gen.keep_fields} if gen.keep_fields else None,
+                    fields={f: s.fields[f] for f in self.kept_fields} if self.kept_fields else None,
                     group=_group(self.dataset, s),
                     messages=messages,
                     splits=splits,
                     reasoning_tokens=tuple(counts[:k]) if counts is not None else None,
                     answer_tokens=tuple(counts[k:]) if counts is not None else None,
+                )
+            )
+        return out
+
+    def _predict_turns(
+        self, backend: Backend, rows: Sequence[tuple[int, Sample]], system: str | None
+    ) -> list[Prediction]:
+        """Multi-turn (MT-Bench): every row's first turn in one batch, then every row's second turn after its own
+        first answer, and so on. Greedy, one sample per row."""
+        gen = self.gen
+        assert gen.turns_field is not None
+        turns = [[gen.template.format(**s.fields, turn=t) for t in s.fields[gen.turns_field]] for _, s in rows]
+        history: list[list[Message]] = [[Message("system", system)] if system else [] for _ in rows]
+        responses: list[list[GenerationResponse]] = [[] for _ in rows]
+        asked: list[tuple[Message, ...]] = [() for _ in rows]
+        for t in range(max((len(x) for x in turns), default=0)):
+            live = [i for i, x in enumerate(turns) if t < len(x)]
+            for i in live:
+                history[i].append(Message("user", turns[i][t]))
+                asked[i] = tuple(history[i])
+            requests = [self._requests(rows[i][1], None, asked[i])[0] for i in live]
+            for i, r in zip(live, backend.generate(requests), strict=True):
+                responses[i].append(r)
+                history[i].append(Message("assistant", r.text))
+        strip = self.model.reasoning
+        out: list[Prediction] = []
+        for (idx, s), said, messages, rs in zip(rows, turns, asked, responses, strict=True):
+            answers = tuple(
+                reasoning.split(r.text, strip.start, strip.end).answer if strip.strip else r.text for r in rs
+            )
+            usage = [r.usage for r in rs if r.usage is not None]
+            out.append(
+                GenPrediction(
+                    idx=idx,
+                    id=s.id,
+                    gold=s.gold,
+                    prompt=said[0],
+                    generations=(rs[-1].text,),
+                    finish_reasons=tuple(r.finish_reason for r in rs),
+                    n_prompt_tokens=rs[-1].n_prompt_tokens,
+                    n_new_tokens=sum(r.n_new_tokens for r in rs),
+                    requests=tuple(usage) if len(usage) == len(rs) else None,
+                    answers=tuple(s.fields[gen.answers_field]) if gen.answers_field else None,
+                    fields={f: s.fields[f] for f in self.kept_fields},
+                    group=_group(self.dataset, s),
+                    messages=messages,
+                    turns=answers,
                 )
             )
         return out

@@ -63,6 +63,13 @@ def check(cfg: DictConfig | Config) -> None:
     _at_least(cfg.retry, 0, "retry")
     if dataset.gen is not None:
         _check_gen(dataset.gen)
+        if dataset.gen.turns_field:
+            chat = cfg.model.chat_template if dataset.gen.chat_template is None else dataset.gen.chat_template
+            if not chat:
+                raise UserError(
+                    f"dataset {dataset.name} is multi-turn (dataset.gen.turns_field): it needs chat messages, but "
+                    f"model {cfg.model.name} has chat_template=false"
+                )
 
 
 def _check_gen(gen: Any) -> None:
@@ -75,6 +82,8 @@ def _check_gen(gen: Any) -> None:
             f"dataset.gen.num_samples={gen.num_samples} samples at temperature {gen.temperature!r} would all be "
             "the greedy answer: set dataset.gen.temperature above 0 (e.g. 0.6)"
         )
+    if gen.turns_field and gen.num_samples > 1:
+        raise UserError("dataset.gen.turns_field (multi-turn) generates one greedy answer per turn: num_samples=1")
     if gen.extractor in NEEDS_ANSWERS and not gen.answers_field:
         raise UserError(
             f"dataset.gen.extractor={gen.extractor.value} needs dataset.gen.answers_field (the accepted answers)"

@@ -13,12 +13,23 @@ from tests.conftest import ROOT
 MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
 DATASETS = sorted(p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml"))
 MODES = sorted(p.stem for p in (ROOT / "conf" / "mode").glob("*.yaml"))
+JUDGES = sorted(p.stem for p in (ROOT / "conf" / "judge").glob("*.yaml"))
 
 
 def test_groups_are_not_empty():
     assert {"smollm2_135m", "llama7b", "tiny_llama"} <= set(MODELS)
     assert {"piqa", "siqa"} <= set(DATASETS)
-    assert MODES == ["all", "eval", "infer", "sync", "viz"]
+    assert MODES == ["all", "eval", "infer", "judge", "sync", "viz"]
+    assert {"smollm2_135m", "llamacpp_smollm2"} <= set(JUDGES)
+
+
+@pytest.mark.parametrize("judge", JUDGES)
+def test_every_judge_is_its_model_config(compose_cfg, judge):
+    """judge=<name> gives the model config of the same name, typed by its backend's schema."""
+    cfg = typed(compose_cfg(f"judge={judge}", "dataset=mt_bench"))
+    model = typed(compose_cfg(f"model={judge}"))
+    assert cfg.judge == model.model
+    assert type(cfg.judge) is type(model.model)
 
 
 @pytest.mark.parametrize(("model", "dataset", "mode"), list(itertools.product(MODELS, DATASETS, MODES)))

@@ -1,0 +1,217 @@
+"""The judge stage: predictions (and a baseline's) -> judge requests -> the judge model, through the content-keyed
+cache -> judgments/<model>/<dataset>.jsonl (+ .meta.json). Runs after infer and before eval; in a sweep, as a
+job of its own with the judge model's resources, after the jobs whose answers it judges."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from hydra_eval.backends import BackendEnv, make
+from hydra_eval.errors import UserError
+from hydra_eval.judging import prompts, store
+from hydra_eval.judging.verdicts import PARSERS, Parsed
+from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
+from hydra_eval.records import GenerationRequest, GenPrediction, Judgment, Prediction, prediction_from_json
+from hydra_eval.schema import Config, DatasetConfig, DatasetMode, JudgeMode, JudgeSettings
+
+log = logging.getLogger(__name__)
+
+
+def judged(dataset: DatasetConfig) -> bool:
+    """The dataset is scored by a judge model."""
+    return dataset.judge.mode is not JudgeMode.none
+
+
+def preflight(cfg: Config) -> None:
+    """What the judge stage needs, checked before any generation: a judge model, a generation dataset, and for
+    pairwise a baseline whose answers are there."""
+    dataset, settings = cfg.dataset, cfg.dataset.judge
+    if not judged(dataset):
+        return
+    if dataset.mode is not DatasetMode.gen:
+        raise UserError(f"dataset.judge.mode={settings.mode.value}: dataset {dataset.name} must be a gen dataset")
+    if cfg.judge is None:
+        raise UserError(
+            f"dataset {dataset.name} is scored by a judge model: give judge=<model config> (conf/judge/, e.g. "
+            "judge=smollm2_135m or judge=llamacpp_smollm2), or mode=infer to generate only"
+        )
+    if settings.mode is JudgeMode.pairwise and not settings.baseline_field:
+        baseline_files(settings, dataset.name)
+
+
+def baseline_files(settings: JudgeSettings, dataset: str) -> JobFiles:
+    """Where the baseline model's predictions are: predictions/<baseline>/<dataset>.jsonl under baseline_dir."""
+    if not settings.baseline or not settings.baseline_dir:
+        raise UserError(
+            "dataset.judge.mode=pairwise needs the baseline's answers: dataset.judge.baseline=<model> in a sweep "
+            "with that model, or also dataset.judge.baseline_dir=<a run or sweep folder with its predictions>"
+        )
+    root = Path(settings.baseline_dir)
+    found = [j for j in JobFiles.inferred_under(root) if j.model == settings.baseline and j.dataset == dataset]
+    if not found:
+        raise UserError(
+            f"dataset.judge.baseline_dir={root}: no predictions/{settings.baseline}/{dataset}.jsonl below it "
+            f"(run model={settings.baseline} dataset={dataset} mode=infer there first)"
+        )
+    return found[0]
+
+
+def _read_rows(path: Path) -> list[GenPrediction]:
+    rows: list[Prediction] = [prediction_from_json(r, str(path)) for r in read_jsonl(path)]
+    return [r for r in rows if isinstance(r, GenPrediction)]
+
+
+def baseline_answers(settings: JudgeSettings, dataset: str, rows: Sequence[GenPrediction]) -> dict[str, list[str]]:
+    """Row id -> the baseline's answer per turn: from the rows' own field, or the baseline model's predictions."""
+    if settings.baseline_field:
+        return {r.id: [str((r.fields or {})[settings.baseline_field])] for r in rows}
+    files = baseline_files(settings, dataset)
+    theirs = {r.id: prompts.answers(r) for r in _read_rows(files.predictions)}
+    missing = [r.id for r in rows if r.id not in theirs]
+    if missing:
+        raise UserError(
+            f"the baseline {settings.baseline} has no answer for {len(missing)} of {len(rows)} rows of {dataset} "
+            f"(e.g. id {missing[0]}) in {files.predictions}: run it on the same rows"
+        )
+    return theirs
+
+
+def _request(settings: JudgeSettings, item: prompts.JudgeItem) -> GenerationRequest:
+    return GenerationRequest(
+        None,
+        item.messages,
+        stop=(),
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        seed=settings.seed,
+    )
+
+
+def _score(settings: JudgeSettings, item: prompts.JudgeItem, parsed: Parsed) -> tuple[float | None, int]:
+    """The judged model's score and weight for one verdict."""
+    if not parsed.ok:
+        return None, 1
+    if settings.mode is not JudgeMode.pairwise:
+        return parsed.value, 1
+    mine = "B" if item.game == 1 else "A"  # game 1: the baseline is assistant A
+    value = 0.5 if parsed.winner == "tie" else float(parsed.winner == mine)
+    return value, settings.strong_weight if parsed.strong and parsed.winner != "tie" else 1
+
+
+def judgment(settings: JudgeSettings, item: prompts.JudgeItem, key: str, reply: dict[str, Any]) -> Judgment:
+    parsed = PARSERS[prompts.verdict_format(settings)](reply["text"])
+    score, weight = _score(settings, item, parsed)
+    request = reply.get("request") or {}
+    return Judgment(
+        idx=item.idx,
+        id=item.id,
+        turn=item.turn,
+        game=item.game,
+        key=key,
+        raw=reply["text"],
+        verdict=parsed.label if parsed.ok else None,
+        score=score,
+        weight=weight,
+        error=parsed.error
+        if parsed.error is None
+        else f"{parsed.error} (judge stopped: {reply['finish_reason']})",
+        rationale=parsed.rationale,
+        prompt_tokens=request.get("prompt_tokens", reply["n_prompt_tokens"]),
+        completion_tokens=request.get("completion_tokens", reply["n_new_tokens"]),
+        latency_s=request.get("latency_s"),
+    )
+
+
+def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
+    """Judge every prediction of this job; returns the judge metadata written beside the judgments."""
+    preflight(cfg)
+    assert cfg.judge is not None and cfg.dataset.gen is not None
+    settings = cfg.dataset.judge
+    if not files.predictions.is_file():
+        raise UserError(f"no predictions at {files.predictions}: run mode=infer (or mode=all) into this folder")
+    rows = _read_rows(files.predictions)
+    baseline = baseline_answers(settings, cfg.dataset.name, rows) if settings.mode is JudgeMode.pairwise else None
+    items = prompts.items(settings, rows, cfg.dataset.gen.turns_field, baseline)
+    requests = [_request(settings, it) for it in items]
+    keys = [store.request_key(r) for r in requests]
+
+    backend = make(cfg.judge, BackendEnv(cache_dir=cfg.paths.cache_dir, job_dir=str(files.root)))  # loads nothing
+    with contextlib.closing(backend):
+        ident = {"judge": backend.identity(), "chat_template_kwargs": dict(cfg.judge.chat_template_kwargs)}
+        cache = store.JudgeStore(Path(cfg.paths.cache_dir), ident)
+        done = cache.load() if cfg.resume else {}
+        todo = list(dict.fromkeys(k for k in keys if k not in done))  # identical requests are asked once
+        log.info(
+            "judge: %d reused from cache %s, %d to compute (%s judges %s on %s, %d requests)",
+            len(keys) - sum(k in todo for k in keys),
+            cache.key,
+            len(todo),
+            cfg.judge.name,
+            cfg.model.name,
+            cfg.dataset.name,
+            len(keys),
+        )
+        by_key = dict(zip(keys, requests, strict=True))
+        t0 = time.perf_counter()
+        if todo:
+            step = max(1, cfg.checkpoint_every)
+            bar = tqdm(total=len(todo), desc=f"judge {cfg.dataset.name}", unit="call", disable=not cfg.progress)
+            for _, block in itertools.groupby(enumerate(todo), key=lambda t: t[0] // step):
+                chunk = [k for _, k in block]
+                replies = backend.generate([by_key[k] for k in chunk])
+                saved = [store.reply_row(k, r) for k, r in zip(chunk, replies, strict=True)]
+                cache.append(saved)  # saved before the next block: a kill loses at most this block
+                done.update((r["key"], r) for r in saved)
+                bar.update(len(chunk))
+            bar.close()
+        judge_s = time.perf_counter() - t0
+        counters = backend.counters()
+    judgments = [judgment(settings, it, k, done[k]) for it, k in zip(items, keys, strict=True)]
+    write_jsonl(files.judgments, [j.to_json() for j in judgments])
+    failures = [j for j in judgments if j.error is not None]
+    meta = {
+        "judge": cfg.judge.name,
+        "judge_identity": ident,
+        "cache_key": cache.key,
+        "mode": settings.mode.value,
+        "verdict_format": prompts.verdict_format(settings).value,
+        "prompt_version": prompts.version(settings),
+        "baseline": settings.baseline_field and f"field:{settings.baseline_field}" or settings.baseline,
+        "requests": len(keys),
+        "reused": len(keys) - sum(k in todo for k in keys),
+        "computed": len(todo),
+        "parse_failures": len(failures),
+        "judge_s": judge_s,
+        "load_s": counters.load_s,
+    }
+    write_json(files.judge_meta, meta)
+    log.info(
+        "judge: %d verdicts, %d unparsed, %d calls made in %.1fs -> %s",
+        len(judgments),
+        len(failures),
+        len(todo),
+        judge_s,
+        files.judgments,
+    )
+    if failures:
+        log.warning(
+            "judge: %d of %d replies had no verdict (first: %s)", len(failures), len(judgments), failures[0].error
+        )
+    return meta
+
+
+def read_judgments(files: JobFiles) -> tuple[dict[str, Any], list[Judgment]]:
+    if not files.judgments.is_file() or not files.judge_meta.is_file():
+        raise UserError(
+            f"no judgments at {files.judgments}: run mode=judge (or mode=all with judge=<model>) first"
+        )
+    where = str(files.judgments)
+    return read_json(files.judge_meta), [Judgment.from_json(r, where) for r in read_jsonl(files.judgments)]
