@@ -5,15 +5,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_eval import validate
+from hydra_eval.errors import UserError
+from hydra_eval.schema import JudgeMode
 
 FAILED_FILE = "failed.json"  # written by the sweeper at the end of a sweep: what failed, why, where its log is
 PLAN_FILE = "plan.json"
 RESOURCE_KEYS = ("partition", "timeout_min", "cpus_per_task", "gpus_per_node", "mem_gb")
+JUDGE_RESOURCES = {"cpus_per_task": "num_cpus", "gpus_per_node": "num_gpus", "mem_gb": "mem_gb"}  # launcher key ->
+#   the judge model's field: a judge job asks for the judge's resources
 
 
 def shard_bounds(n: int, index: int, count: int, unit: int) -> tuple[int, int]:
@@ -39,6 +44,8 @@ class PlannedJob:
     shards: int = 1
     rows: int | None = None  # rows in this shard (known when the dataset was sized for sharding)
     resources: dict[str, Any] = field(default_factory=dict)
+    judge: str | None = None  # judged by this model in a job of its own, after this one only generates
+    baseline: str | None = None  # pairwise: the model whose answers are the baseline (in this sweep)
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -47,6 +54,8 @@ class PlannedJob:
     @property
     def job_overrides(self) -> list[str]:
         """What the launcher runs: shards only compute predictions; they are merged and scored together."""
+        if self.judge is not None:  # generate only: the judge job judges and scores
+            return [*without_key(self.overrides, "mode"), "mode=infer"]
         if self.shards == 1:
             return list(self.overrides)
         base = without_key(self.overrides, "mode")
@@ -80,6 +89,10 @@ def expand(
         cfg = compose(list(overrides))
         validate.check(cfg)
         base = PlannedJob(list(overrides), cfg.model.name, cfg.dataset.name, resources=resources(cfg))
+        if _judged(cfg):
+            base.judge, base.baseline = cfg.judge.name, cfg.dataset.judge.baseline
+            plan.append(base)
+            continue
         size = cfg.max_partition_size
         if not size or not (cfg.mode.infer and cfg.mode.eval):
             plan.append(base)
@@ -95,6 +108,54 @@ def expand(
             start, end = shard_bounds(n, i, k, unit)
             plan.append(PlannedJob(list(overrides), base.model, base.dataset, i, k, end - start, base.resources))
     return plan
+
+
+def _judged(cfg: DictConfig) -> bool:
+    """Generated in one job, judged in another: the judge stage is on, with infer, for a judged dataset."""
+    if cfg.dataset.judge.mode == JudgeMode.none or not cfg.mode.judge:
+        return False
+    if cfg.judge is None:
+        raise UserError(
+            f"dataset {cfg.dataset.name} is scored by a judge model: give judge=<model config> (conf/judge/, "
+            "e.g. judge=smollm2_135m), or mode=infer to generate only"
+        )
+    return bool(cfg.mode.infer)
+
+
+def judge_jobs(plan: Sequence[PlannedJob], folders: dict[int, Path]) -> list[PlannedJob]:
+    """The judge jobs of a sweep, one per judged job that finished (`folders`: plan index -> its folder): each
+    judges and scores the answers in that folder (output_dir) with the judge's resources. Pairwise: the
+    baseline's folder is handed over, and the baseline itself is not judged against itself."""
+    out = []
+    for i, job in enumerate(plan):
+        if job.judge is None or i not in folders or job.model == job.baseline:
+            continue
+        extra = [f"output_dir={folders[i]}"]
+        if job.baseline is not None:
+            theirs = [k for k, j in enumerate(plan) if j.model == job.baseline and j.dataset == job.dataset]
+            if theirs and theirs[0] in folders:
+                extra.append(f"dataset.judge.baseline_dir={folders[theirs[0]]}")
+        resources = {k: f"${{judge.{v}}}" for k, v in JUDGE_RESOURCES.items() if k in job.resources}
+        extra += [f"hydra.launcher.{k}={v}" for k, v in resources.items()]
+        overrides = [*without_key(job.overrides, "mode"), "mode=judge", *extra]
+        out.append(PlannedJob(overrides, job.model, job.dataset, resources=resources))
+    return out
+
+
+def check_baselines(plan: Sequence[PlannedJob], compose: Callable[[list[str]], DictConfig]) -> None:
+    """A pairwise baseline named in a sweep must be one of its models on that dataset (or given by folder)."""
+    for job in plan:
+        if job.baseline is None or job.judge is None:
+            continue
+        if any(j.model == job.baseline and j.dataset == job.dataset for j in plan):
+            continue
+        cfg = compose(list(job.overrides))
+        if cfg.dataset.judge.baseline_dir or cfg.dataset.judge.baseline_field:
+            continue
+        raise UserError(
+            f"dataset.judge.baseline={job.baseline}: no {job.baseline} x {job.dataset} job in this sweep; add "
+            f"model={job.baseline} to the sweep, or give dataset.judge.baseline_dir=<a folder with its answers>"
+        )
 
 
 def describe(plan: Sequence[PlannedJob], launcher: str) -> str:

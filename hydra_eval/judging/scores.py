@@ -21,7 +21,7 @@ def _scale(mode: JudgeMode) -> float:
 def ratio_ci(num: np.ndarray, den: np.ndarray, rounds: int, seed: int) -> tuple[float, float]:
     """Percentile 95% interval of sum(num)/sum(den) over `rounds` resamples of the rows (with replacement)."""
     n = len(num)
-    if n == 0 or rounds <= 0:
+    if n == 0 or rounds <= 0 or not den.any():
         return (float("nan"), float("nan"))
     rng = np.random.RandomState(seed)
     picks = rng.randint(0, n, size=(rounds, n))

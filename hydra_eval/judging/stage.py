@@ -84,10 +84,12 @@ def baseline_answers(settings: JudgeSettings, dataset: str, rows: Sequence[GenPr
     return theirs
 
 
-def _request(settings: JudgeSettings, item: prompts.JudgeItem) -> GenerationRequest:
+def _request(settings: JudgeSettings, item: prompts.JudgeItem, chat: bool) -> GenerationRequest:
+    """Chat messages for a judge with a chat template; for one without (a base model), their texts joined."""
+    text = None if chat else "\n\n".join(m.content for m in item.messages)
     return GenerationRequest(
-        None,
-        item.messages,
+        text,
+        item.messages if chat else None,
         stop=(),
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
@@ -140,7 +142,7 @@ def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
     rows = _read_rows(files.predictions)
     baseline = baseline_answers(settings, cfg.dataset.name, rows) if settings.mode is JudgeMode.pairwise else None
     items = prompts.items(settings, rows, cfg.dataset.gen.turns_field, baseline)
-    requests = [_request(settings, it) for it in items]
+    requests = [_request(settings, it, cfg.judge.chat_template) for it in items]
     keys = [store.request_key(r) for r in requests]
 
     backend = make(cfg.judge, BackendEnv(cache_dir=cfg.paths.cache_dir, job_dir=str(files.root)))  # loads nothing

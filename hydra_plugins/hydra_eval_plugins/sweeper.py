@@ -30,7 +30,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_eval.errors import UserError
 from hydra_eval.outputs import JobFiles, write_json
-from hydra_eval.plan import FAILED_FILE, PLAN_FILE, PlannedJob, describe, expand, launcher_name, without_key
+from hydra_eval.plan import (
+    FAILED_FILE,
+    PLAN_FILE,
+    PlannedJob,
+    check_baselines,
+    describe,
+    expand,
+    judge_jobs,
+    launcher_name,
+    without_key,
+)
 from hydra_plugins.hydra_eval_plugins.composed import failure_of, sweep_config
 
 log = logging.getLogger(__name__)
@@ -118,6 +128,7 @@ class EvalSweeper(Sweeper):
 
         try:
             plan = expand(combos, self._compose, _count_rows)
+            check_baselines(plan, self._compose)
         except UserError as e:  # missing data, bad shard settings: one line, before anything is launched
             log.error("%s", e)
             sys.exit(1)
@@ -131,14 +142,23 @@ class EvalSweeper(Sweeper):
         final = self._launch(plan, int(self.config.retry))
         failed = [self._failure(plan[i], ret, num, sweep_dir) for i, (ret, num) in final.items() if not _ok(ret)]
         failed += self._merge_shards(plan, final, sweep_dir)
+        returns = [ret for ret, _ in final.values()]
+        judged = {i: sweep_dir / str(num) for i, (ret, num) in final.items() if _ok(ret) and plan[i].judge}
+        if judged:  # the judge jobs, after every job whose answers they judge
+            judging = judge_jobs(plan, judged)
+            start = 1 + max(num for _, num in final.values())
+            log.info("judging: %d job(s), from job #%d", len(judging), start)
+            after = self._launch(judging, int(self.config.retry), start)
+            failed += [self._failure(judging[i], r, n, sweep_dir) for i, (r, n) in after.items() if not _ok(r)]
+            returns += [ret for ret, _ in after.values()]
         write_json(sweep_dir / FAILED_FILE, failed)
-        return [[ret for ret, _ in final.values()]]
+        return [returns]
 
-    def _launch(self, plan: list[PlannedJob], retry: int) -> dict[int, tuple[JobReturn, int]]:
-        """Launch every job, then relaunch the failed ones (new job numbers, same overrides) up to `retry`
-        times. Returns plan index -> (last JobReturn, its job number)."""
+    def _launch(self, plan: list[PlannedJob], retry: int, first: int = 0) -> dict[int, tuple[JobReturn, int]]:
+        """Launch every job (numbered from `first`), then relaunch the failed ones (new job numbers, same
+        overrides) up to `retry` times. Returns plan index -> (last JobReturn, its job number)."""
         final: dict[int, tuple[JobReturn, int]] = {}
-        todo, next_num = list(range(len(plan))), 0
+        todo, next_num = list(range(len(plan))), first
         for attempt in range(retry + 1):
             step = self.max_batch_size or len(todo)
             for start in range(0, len(todo), step):
