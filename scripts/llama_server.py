@@ -37,9 +37,15 @@ class LlamaServer:
     """One server process on 127.0.0.1:port; stop() and start() again keep the port (restart tests)."""
 
     def __init__(
-        self, port: int, log: Path, api_key: str | None = None, threads: int | None = None, logits_all: bool = True
+        self,
+        port: int,
+        log: Path,
+        api_key: str | None = None,
+        threads: int | None = None,
+        logits_all: bool = True,
+        n_ctx: int = 2048,
     ):
-        self.port, self.log, self.api_key, self.logits_all = port, log, api_key, logits_all
+        self.port, self.log, self.api_key, self.logits_all, self.n_ctx = port, log, api_key, logits_all, n_ctx
         self.threads = threads or os.cpu_count() or 1
         self.url = f"http://127.0.0.1:{port}/v1"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -52,7 +58,7 @@ class LlamaServer:
             "--port",
             str(self.port),
             "--n_ctx",
-            "2048",
+            str(self.n_ctx),
             "--n_threads",
             str(self.threads),
         ]
@@ -108,9 +114,14 @@ def main() -> None:
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--n_ctx", type=int, default=2048, help="context window (a judge reading two answers: 8192)"
+    )
     args = parser.parse_args()
     if args.action == "up":
-        server = LlamaServer(args.port, ROOT / "outputs" / "llama-server.log", threads=args.threads)
+        server = LlamaServer(
+            args.port, ROOT / "outputs" / "llama-server.log", threads=args.threads, n_ctx=args.n_ctx
+        )
         if server.ready():
             print(f"already serving on {server.url}")
             return

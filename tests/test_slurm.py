@@ -94,3 +94,34 @@ def test_a_cancelled_job_ends_the_sweep_and_is_reported(tmp_path):
     assert [f["job"] for f in failed] == [1]
     assert "CANCELLED" in failed[0]["error"] and "1 job(s) failed" in stderr
     assert set(results_by_pair(sweep)) == {("tiny_llama", "piqa")}  # the other job's result is kept
+
+
+def test_a_judge_sweep_runs_the_judge_job_after_the_judged_jobs_with_the_judges_resources(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = hydra_eval(
+        "-m",
+        "hydra/launcher=submitit_slurm",
+        "model=fake,fake_b",
+        "model.chat_template=true",
+        "dataset=arena_hard",
+        "dataset.limit=3",
+        "dataset.judge.baseline=fake",
+        "judge=fake",
+        "judge.reply='[[B>A]]'",
+        "judge.num_cpus=2",
+        f"hydra.sweep.dir={sweep}",
+        tmp=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ids = [read_json(sweep / str(i) / "job.json")["slurm_job_id"] for i in range(2)]
+    judge_log = (sweep / "2" / "hydra-eval.log").read_text()
+    assert "judge: 0 reused from cache" in judge_log and None not in ids
+    scripts = {p.parent.name: p.read_text() for p in (sweep / ".submitit").rglob("*_submission.sh")}
+    cpus = sorted(line for text in scripts.values() for line in text.splitlines() if "--cpus-per-task" in line)
+    # the two judged jobs (one job array) ask for fake's 1 CPU, the judge job for the judge's 2
+    assert cpus == ["#SBATCH --cpus-per-task=1", "#SBATCH --cpus-per-task=2"]
+    result = read_json(sweep / "1" / "results" / "fake_b" / "arena_hard.json")
+    assert result["metrics"]["win_rate"] == 50.0 and result["metrics"]["judge_calls"] == 6
+    table = [line.split() for line in proc.stdout.splitlines()]
+    assert table[0] == ["dataset", "version", "metric", "mode", "fake_b"]
+    assert read_json(sweep / "failed.json") == []
