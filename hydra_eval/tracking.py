@@ -141,6 +141,13 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
     }
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
+    if "judge" in results:  # scored by a judge model: which one, and how
+        judge = results["judge"]
+        tags.update(
+            judge=str(judge["judge"]), judge_mode=str(judge["mode"]), judge_prompt=str(judge["prompt_version"])
+        )
+        if judge.get("baseline"):
+            tags["judge_baseline"] = str(judge["baseline"])
     run = client.create_run(experiment_id, run_name=f"{model}/{dataset}", tags=tags)
     run_id = str(run.info.run_id)
     now = int(time.time() * 1000)

@@ -343,3 +343,32 @@ def test_mlflow_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
     shot = tmp_path / "run.png"
     browse(f"{server.url}/#/experiments/{exp}/runs/{child['info']['run_id']}", f"--screenshot={shot}")
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.process
+def test_a_judge_sweep_logs_the_judged_child_with_its_verdicts(server, tmp_path):
+    proc = hydra_eval(
+        "-m",
+        "model=fake,fake_b",
+        "model.chat_template=true",
+        "dataset=arena_hard",
+        "dataset.limit=3",
+        "dataset.judge.baseline=fake",
+        "judge=fake",
+        "judge.reply='B is better: [[B>A]]'",
+        f"tracking.uri={server.url}",
+        "tracking.experiment=judged",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        root=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = sweep_state(server, "judged")
+    assert sorted(state["children"]) == ["fake_b/arena_hard"]  # the baseline is not judged against itself
+    child = state["children"]["fake_b/arena_hard"]
+    assert child["metrics"]["arena_hard/win_rate"] == 50.0 and child["metrics"]["arena_hard/wins"] == 3
+    assert {"arena_hard/win_rate_ci_low", "arena_hard/win_rate_ci_high"} <= set(child["metrics"])
+    assert child["metrics"]["arena_hard/judge_parse_failures"] == 0
+    assert state["parent_metrics"]["fake_b/arena_hard/win_rate"] == 50.0
+    run = next(r for r in server.runs("judged") if r["info"]["run_name"] == "fake_b/arena_hard")
+    assert tags(run)["judge"] == "fake" and tags(run)["judge_mode"] == "pairwise"
+    assert "predictions.json" in child["artifacts"]
