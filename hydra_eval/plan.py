@@ -90,7 +90,9 @@ def expand(
         validate.check(cfg)
         base = PlannedJob(list(overrides), cfg.model.name, cfg.dataset.name, resources=resources(cfg))
         if _judged(cfg):
-            base.judge, base.baseline = cfg.judge.name, cfg.dataset.judge.baseline
+            base.judge = cfg.judge.name
+            if cfg.dataset.judge.mode == JudgeMode.pairwise and not cfg.dataset.judge.baseline_field:
+                base.baseline = cfg.dataset.judge.baseline
             plan.append(base)
             continue
         size = cfg.max_partition_size
@@ -178,6 +180,10 @@ def describe(plan: Sequence[PlannedJob], launcher: str) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     pairs = len({j.pair for j in plan})
+    judged = [j for j in plan if j.judge is not None and j.model != j.baseline]
+    if judged:
+        judges = ", ".join(sorted({str(j.judge) for j in judged}))
+        lines.append(f"then {len(judged)} judge job(s) (judge={judges}), one per judged job, after all of these")
     return (
         "\n".join([f"dry run: {len(plan)} job(s) for {pairs} model x dataset pair(s); nothing launched", *lines])
         + "\n"

@@ -328,3 +328,34 @@ def test_a_cancelled_job_stops_its_managed_server(tmp_path: Path) -> None:
     job.communicate(timeout=60)
     assert job.returncode != 0
     assert gone(server_record(tmp_path)["pid"])
+
+
+def test_served_multi_turn_answers_judged_by_the_served_model_and_a_rerun_posts_nothing(
+    llama: LlamaServer, tmp_path: Path
+) -> None:
+    """MT-Bench through the server: turn 2 is asked after the model's own turn-1 answer; the same server
+    judges both turns; a rerun finds every answer and every verdict in the caches and sends no request."""
+    args = [*api(llama.url), "dataset=mt_bench", "dataset.limit=2", "dataset.gen.max_out_len=16"]
+    args += ["judge=llamacpp_smollm2", f"judge.api.base_url={llama.url}", f"judge.api.api_key_env={KEY_ENV}"]
+    args += ["dataset.judge.max_new_tokens=24", "tracking=none"]
+    before = posts(llama)
+    first = hydra_eval(*args, f"hydra.run.dir={tmp_path / 'first'}", root=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert posts(llama) - before == 4 + 4  # 2 rows x 2 turns, then 2 x 2 judge calls
+    [row, _] = [
+        json.loads(x)
+        for x in (tmp_path / "first" / "predictions" / "llamacpp_smollm2" / "mt_bench.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant", "user"]
+    assert row["messages"][1]["content"] == row["turns"][0] and len(row["requests"]) == 2
+    results = json.loads(next((tmp_path / "first").rglob("results/*/mt_bench.json")).read_text())
+    m = results["metrics"]
+    assert m["judge_calls"] == 4 and m["judge_prompt_tokens"] > 0 and "judge_latency_mean_s" in m
+    assert results["judge"]["computed"] == 4
+    before = posts(llama)
+    again = hydra_eval(*args, f"hydra.run.dir={tmp_path / 'again'}", root=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert posts(llama) == before  # no generation, no judge call
+    assert "judge: 4 reused from cache" in again.stderr

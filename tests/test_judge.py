@@ -291,3 +291,21 @@ def test_a_judge_job_killed_after_a_saved_block_resumes_and_computes_only_the_re
     assert f"judge: {meta['reused']} reused from cache" in rerun.stderr
     path = Path("judgments") / "fake" / "mt_bench.jsonl"
     assert read_jsonl(tmp_path / "rerun" / path) == read_jsonl(tmp_path / "ref" / path)
+
+
+def test_a_dry_run_counts_the_judge_jobs_and_a_single_mode_baseline_setting_is_ignored(tmp_path):
+    proc = run_cli(
+        "-m",
+        "model=fake,fake_b",
+        "dataset=arena_hard,mt_bench,alpaca_eval",
+        "dataset.judge.baseline=fake",
+        "judge=fake",
+        "dry_run=true",
+        "tracking=none",
+        outputs=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert all(line.endswith("mode=infer") for line in lines[2:8])
+    # arena_hard: fake_b against the baseline fake; mt_bench and alpaca_eval (no baseline model): both models
+    assert lines[-1] == "then 5 judge job(s) (judge=fake), one per judged job, after all of these"
