@@ -88,6 +88,14 @@ class JobFiles:
         return self.root / "job.json"
 
     @property
+    def judge_config_yaml(self) -> Path:  # a judge job's config, in the folder of the job it judges
+        return self.root / "judge.config.yaml"
+
+    @property
+    def judge_job_info(self) -> Path:  # ... and its job record (Slurm id, host)
+        return self.root / "judge.job.json"
+
+    @property
     def log(self) -> Path:
         return self.root / "hydra-eval.log"
 

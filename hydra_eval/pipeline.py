@@ -54,10 +54,15 @@ def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | No
 
     files = JobFiles(root=root, model=cfg.model.name, dataset=cfg.dataset.name)
     config = plain(cfg)
-    write_text(files.config_yaml, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    write_json(files.config_json, config)
     context = job_context(cfg)
-    write_json(files.job_info, context)
+    if cfg.mode.judge and not cfg.mode.infer and files.job_info.is_file():
+        # a judge job in the folder of the job that generated: that job's record stays, the judge's goes beside
+        write_text(files.judge_config_yaml, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        write_json(files.judge_job_info, context)
+    else:
+        write_text(files.config_yaml, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        write_json(files.config_json, config)
+        write_json(files.job_info, context)
     results = None
     if cfg.mode.infer:
         run_infer(cfg, files)

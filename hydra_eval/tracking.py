@@ -148,6 +148,10 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
         )
         if judge.get("baseline"):
             tags["judge_baseline"] = str(judge["baseline"])
+        if files.judge_job_info.is_file():  # the judge's own job (Slurm id, host), when it ran apart
+            tags.update(
+                {f"judge_{k}": str(v) for k, v in read_json(files.judge_job_info).items() if v is not None}
+            )
     run = client.create_run(experiment_id, run_name=f"{model}/{dataset}", tags=tags)
     run_id = str(run.info.run_id)
     now = int(time.time() * 1000)
@@ -171,7 +175,7 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
     client.log_table(run_id, table, "predictions.json")
     client.log_inputs(run_id, datasets=[_dataset_input(results, table)])
     client.log_artifact(run_id, str(files.results), "results")
-    for path in (files.config_yaml, files.log):
+    for path in (files.config_yaml, files.judge_config_yaml, files.log):
         if path.is_file():
             client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, "FINISHED")

@@ -114,8 +114,10 @@ def test_a_judge_sweep_runs_the_judge_job_after_the_judged_jobs_with_the_judges_
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ids = [read_json(sweep / str(i) / "job.json")["slurm_job_id"] for i in range(2)]
+    judge_id = read_json(sweep / "1" / "judge.job.json")["slurm_job_id"]  # beside the judged job's own record
+    assert None not in ids and judge_id is not None and judge_id not in ids  # three real Slurm jobs
     judge_log = (sweep / "2" / "hydra-eval.log").read_text()
-    assert "judge: 0 reused from cache" in judge_log and None not in ids
+    assert "judge: 0 reused from cache" in judge_log
     scripts = {p.parent.name: p.read_text() for p in (sweep / ".submitit").rglob("*_submission.sh")}
     cpus = sorted(line for text in scripts.values() for line in text.splitlines() if "--cpus-per-task" in line)
     # the two judged jobs (one job array) ask for fake's 1 CPU, the judge job for the judge's 2
