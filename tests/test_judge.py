@@ -15,10 +15,11 @@ import pytest
 from hydra_eval.config import typed
 from hydra_eval.errors import UserError
 from hydra_eval.judging import prompts, scores
+from hydra_eval.judging.verdicts import PARSERS
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl
 from hydra_eval.pipeline import run
 from hydra_eval.records import GenPrediction, Judgment, Message
-from hydra_eval.schema import JudgeMode, JudgeSettings
+from hydra_eval.schema import JudgeMode, JudgeSettings, VerdictFormat
 from tests.helpers import run_cli
 
 FAKE = ["model=fake", "model.chat_template=true", "judge=fake"]
@@ -309,3 +310,48 @@ def test_a_dry_run_counts_the_judge_jobs_and_a_single_mode_baseline_setting_is_i
     assert all(line.endswith("mode=infer") for line in lines[2:8])
     # arena_hard: fake_b against the baseline fake; mt_bench and alpaca_eval (no baseline model): both models
     assert lines[-1] == "then 5 judge job(s) (judge=fake), one per judged job, after all of these"
+
+
+GOLDEN = Path(__file__).parent / "golden" / "judge_replies.jsonl"
+
+
+@pytest.mark.parametrize("case", read_jsonl(GOLDEN), ids=lambda c: c["source"][:60])
+def test_parsers_on_real_judge_replies(case):
+    """Replies of the real judges of docs/benchmarks.md section 7 (SmolLM2-135M, local and served), the
+    malformed ones included, with the verdict each benchmark's own parser would read."""
+    parsed = PARSERS[VerdictFormat(case["format"])](case["text"])
+    expect = case["expect"]
+    if "error" in expect:
+        assert not parsed.ok and expect["error"] in (parsed.error or "") and parsed.label is None
+    else:
+        assert parsed.ok and parsed.label == expect["label"] and parsed.winner == expect.get("winner")
+        assert parsed.strong == expect.get("strong", False)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "label", "value", "winner", "error"),
+    [  # constructed replies: every branch of each parser
+        ("rating", "Good. Rating: [[5]]", "5", 5.0, None, None),
+        ("rating", "Rating: [[8.5]] and later [[2]]", "8.5", 8.5, None, None),  # the first, as FastChat
+        ("rating", "Rating: [7]", "7", 7.0, None, None),  # FastChat's fallback pattern
+        ("rating", "Rating: [[11]]", "11", None, None, "outside 1-10"),
+        ("rating", "Rating: 7", None, None, None, "no [[rating]]"),
+        ("arena", "My final verdict is: [[b>>a]]", "B>>A", None, "B", None),  # read upper-cased
+        ("arena", "Assistant A: [[A>B]]. Overall [[A>B]]", "A>B", None, "A", None),
+        ("arena", "[[B=A]]", "B=A", None, "tie", None),
+        ("arena", "First [[A>B]], then [[B>A]]", None, None, None, "conflicting"),
+        ("arena", "[[AB]]", "AB", None, None, "unknown verdict"),
+        ("arena", "verdict [A>>B]", "A>>B", None, "A", None),
+        ("abc", "Assistant B wins. [[B]]", "B", None, "B", None),
+        ("abc", "[[C]]", "C", None, "tie", None),
+        ("abc", "[[A]] or maybe [[B]]", None, None, None, "conflicting"),
+        ("correct", "It matches. [[CORRECT]]", "CORRECT", 1.0, None, None),
+        ("correct", "[[correct]]? No: [[INCORRECT]]", "INCORRECT", 0.0, None, None),  # the last one
+        ("correct", "Incorrect.", "INCORRECT", 0.0, None, None),
+        ("correct", "It is right.", None, None, None, "no [[CORRECT]]"),
+    ],
+)
+def test_parsers_on_constructed_replies(fmt, text, label, value, winner, error):
+    parsed = PARSERS[VerdictFormat(fmt)](text)
+    assert (parsed.label, parsed.value, parsed.winner) == (label, value, winner)
+    assert (parsed.error is None) if error is None else (error in (parsed.error or ""))
