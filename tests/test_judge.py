@@ -18,7 +18,7 @@ from hydra_eval.judging import prompts, scores
 from hydra_eval.judging.verdicts import PARSERS
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl
 from hydra_eval.pipeline import run
-from hydra_eval.records import GenPrediction, Judgment, Message
+from hydra_eval.records import GenPrediction, Judgment, Message, Sample
 from hydra_eval.schema import JudgeMode, JudgeSettings, VerdictFormat
 from tests.helpers import run_cli
 
@@ -27,6 +27,18 @@ FAKE = ["model=fake", "model.chat_template=true", "judge=fake"]
 
 def files_of(cfg) -> JobFiles:
     return JobFiles(Path(cfg.output_dir), cfg.model.name, cfg.dataset.name)
+
+
+def run_messages(composed, row_id: str) -> str:
+    """The user message the judge got for a row (rebuilt as the judge stage builds it)."""
+    from hydra_eval.data.loader import load_samples
+    from hydra_eval.judging.stage import _read_rows
+
+    cfg = typed(composed)
+    samples = {s.id: s for s in load_samples(cfg.dataset).samples}
+    rows = [r for r in _read_rows(files_of(cfg).predictions) if r.id == row_id]
+    [item] = prompts.items(cfg.dataset.judge, cfg.dataset.gen, rows, samples)
+    return item.messages[-1].content
 
 
 def test_mt_bench_both_turns_judged_and_the_second_turn_sees_the_first_answer(compose_cfg):
@@ -69,7 +81,8 @@ def test_mt_bench_uses_the_reference_prompt_for_math_and_the_conversation_for_tu
         fields={"turns": ["Q one", "Q two"], "reference": ["R one", "R two"]},
         turns=("A one", "A two"),
     )
-    first, second = prompts.items(cfg.dataset.judge, [row], "turns")
+    sample = Sample("111", {"turns": ["Q one", "Q two"], "reference": ["R one", "R two"]}, 0)
+    first, second = prompts.items(cfg.dataset.judge, cfg.dataset.gen, [row], {"111": sample})
     assert first.messages[0] == Message("system", "You are a helpful assistant.")
     assert "[The Start of Reference Answer]\nR one\n" in first.messages[1].content
     assert "[Question]\nQ one\n" in first.messages[1].content and "\nA one\n" in first.messages[1].content
@@ -126,8 +139,6 @@ def test_pairwise_judges_both_orders_and_cancels_a_position_biased_judge(compose
     assert m["win_rate"] == 50.0 and m["wins"] == 3 and m["losses"] == 3 and m["order_consistency"] == 0.0
     rows = read_jsonl(files_of(cfg).judgments)
     assert [(r["game"], r["score"], r["weight"]) for r in rows[:2]] == [(1, 1.0, 3), (2, 0.0, 3)]
-    game1 = prompts.items(typed(cfg).dataset.judge, [], None)  # nothing to judge, nothing asked
-    assert game1 == []
 
 
 def test_alpaca_eval_judges_against_the_reference_output_in_the_data(compose_cfg):
@@ -157,6 +168,12 @@ def test_reference_mode_checks_answers_against_the_gold_answer(compose_cfg):
     results = run(cfg, print_summary=False)
     assert results is not None and results["metrics"]["accuracy"] == 100.0
     assert results["convention"].startswith("judge:fake:correct:")
+    [row, _] = read_jsonl(files_of(cfg).judged)
+    [asked] = [m for m in read_jsonl(files_of(cfg).judgments) if m["id"] == row["id"]]
+    assert row["prompt"].count("Q: ") == 9  # the model saw 8 solved examples, then the question ...
+    message = run_messages(cfg, row["id"])
+    assert message.count("Q: ") == 1 and "[Gold Answer]\n" + row["answers"][0] in message  # ... the judge only it
+    assert asked["verdict"] == "CORRECT"
 
 
 def test_a_judged_dataset_without_a_judge_is_one_error_before_any_generation(compose_cfg, tmp_path):

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra_eval.errors import UserError
-from hydra_eval.records import GenPrediction, Message
-from hydra_eval.schema import JudgeMode, JudgePrompt, JudgeSettings, VerdictFormat
+from hydra_eval.prompts import gen_prompt
+from hydra_eval.records import GenPrediction, Message, Sample
+from hydra_eval.schema import GenConfig, JudgeMode, JudgePrompt, JudgeSettings, VerdictFormat
 
 
 def _builtin(name: str) -> JudgePrompt:
@@ -114,11 +115,12 @@ def _fill(prompt: JudgePrompt, fields: Mapping[str, Any], where: str) -> tuple[M
     return (*system, Message("user", user))
 
 
-def questions(row: GenPrediction, turns_field: str | None) -> list[str]:
-    """The user turns of a row: its turns field (multi-turn), else its prompt."""
-    if turns_field:
-        return [str(t) for t in (row.fields or {})[turns_field]]
-    return [row.prompt]
+def questions(gen: GenConfig, sample: Sample) -> list[str]:
+    """The user turns of a row as the model was asked them: each turn (multi-turn), else the question rendered
+    by the dataset's template from its sample, without few-shot examples or system prompt."""
+    if gen.turns_field:
+        return [gen.template.format(**sample.fields, turn=t) for t in sample.fields[gen.turns_field]]
+    return [gen_prompt(gen, sample)]
 
 
 def answers(row: GenPrediction) -> list[str]:
@@ -130,10 +132,12 @@ def turns_judged(settings: JudgeSettings, n_turns: int) -> list[int]:
     return [t for t in (settings.turns or range(1, n_turns + 1)) if 1 <= t <= n_turns]
 
 
-def _common(row: GenPrediction, settings: JudgeSettings, turns_field: str | None) -> tuple[dict[str, Any], bool]:
-    qs = questions(row, turns_field)
+def _common(
+    settings: JudgeSettings, gen: GenConfig, row: GenPrediction, sample: Sample
+) -> tuple[dict[str, Any], bool]:
+    qs = questions(gen, sample)
     fields: dict[str, Any] = {f"question_{i}": q for i, q in enumerate(qs, 1)}
-    refs = (row.fields or {}).get(settings.reference_field) if settings.reference_field else None
+    refs = sample.fields.get(settings.reference_field) if settings.reference_field else None
     if refs:
         fields.update({f"ref_answer_{i}": r for i, r in enumerate(refs, 1)})
     fields["gold"] = (row.answers or ("",))[0]
@@ -142,15 +146,19 @@ def _common(row: GenPrediction, settings: JudgeSettings, turns_field: str | None
 
 def items(
     settings: JudgeSettings,
+    gen: GenConfig,
     rows: Sequence[GenPrediction],
-    turns_field: str | None,
+    samples: Mapping[str, Sample],
     baseline: Mapping[str, list[str]] | None = None,
 ) -> list[JudgeItem]:
     """Every judge request for these rows: one per judged turn (single, reference), two per judged turn
-    (pairwise: both orders). `baseline` maps a row id to the baseline's answer per turn."""
+    (pairwise: both orders). `samples` maps a row id to its sample (the question, the reference answers),
+    `baseline` to the baseline's answer per turn."""
     out: list[JudgeItem] = []
     for row in rows:
-        fields, has_ref = _common(row, settings, turns_field)
+        if row.id not in samples:
+            raise UserError(f"row {row.id} of the predictions is not in the dataset now: rerun mode=infer")
+        fields, has_ref = _common(settings, gen, row, samples[row.id])
         mine = answers(row)
         fields.update({f"answer_{i}": a for i, a in enumerate(mine, 1)})
         for turn in turns_judged(settings, len(mine)):

@@ -15,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hydra_eval.backends import BackendEnv, make
+from hydra_eval.data.loader import load_samples
 from hydra_eval.errors import UserError
 from hydra_eval.judging import prompts, store
 from hydra_eval.judging.verdicts import PARSERS, Parsed
@@ -141,7 +142,8 @@ def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
         raise UserError(f"no predictions at {files.predictions}: run mode=infer (or mode=all) into this folder")
     rows = _read_rows(files.predictions)
     baseline = baseline_answers(settings, cfg.dataset.name, rows) if settings.mode is JudgeMode.pairwise else None
-    items = prompts.items(settings, rows, cfg.dataset.gen.turns_field, baseline)
+    samples = {s.id: s for s in load_samples(cfg.dataset).samples}  # the questions as the model was asked them
+    items = prompts.items(settings, cfg.dataset.gen, rows, samples, baseline)
     requests = [_request(settings, it, cfg.judge.chat_template) for it in items]
     keys = [store.request_key(r) for r in requests]
 
