@@ -342,6 +342,7 @@ def test_parsers_on_real_judge_replies(case):
         assert not parsed.ok and expect["error"] in (parsed.error or "") and parsed.label is None
     else:
         assert parsed.ok and parsed.label == expect["label"] and parsed.winner == expect.get("winner")
+        assert parsed.value == expect.get("value")
         assert parsed.strong == expect.get("strong", False)
 
 

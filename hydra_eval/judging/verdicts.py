@@ -26,7 +26,10 @@ ARENA_LABELS = {
     "B>>A": ("B", True),
 }
 ABC = {"[[A]]": "A", "[[B]]": "B", "[[C]]": "tie"}
-CORRECT = re.compile(r"\[\[\s*(CORRECT|INCORRECT)\s*\]\]", re.IGNORECASE)
+CORRECT = (
+    re.compile(r"\[\[\s*(CORRECT|INCORRECT)\s*\]\]", re.IGNORECASE),
+    re.compile(r"\[\s*(CORRECT|INCORRECT)\s*\]", re.IGNORECASE),  # the fallback, as MT-Bench's "[x]"
+)
 RATING_RANGE = (1.0, 10.0)
 
 
@@ -96,11 +99,13 @@ def abc(text: str) -> Parsed:
 
 
 def correct(text: str) -> Parsed:
-    """Reference mode: the last "[[CORRECT]]" or "[[INCORRECT]]"; else a reply that is just one of the words."""
-    found = list(CORRECT.finditer(text))
-    if found:
-        word = found[-1].group(1).upper()
-        return Parsed(word, value=float(word == "CORRECT"), rationale=_rationale(text, found[-1].start()))
+    """Reference mode: the last "[[CORRECT]]" or "[[INCORRECT]]" (else the last "[CORRECT]" or "[INCORRECT]");
+    else a reply that is just one of the words."""
+    for pattern in CORRECT:
+        found = list(pattern.finditer(text))
+        if found:
+            word = found[-1].group(1).upper()
+            return Parsed(word, value=float(word == "CORRECT"), rationale=_rationale(text, found[-1].start()))
     bare = text.strip().strip(".*").upper()
     if bare in ("CORRECT", "INCORRECT"):
         return Parsed(bare, value=float(bare == "CORRECT"))
