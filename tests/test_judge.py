@@ -195,6 +195,21 @@ def test_pairwise_without_a_baseline_is_one_error_before_any_generation(compose_
     assert not (tmp_path / "out" / "predictions").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.judge.max_new_tokens=0", "dataset.judge.max_new_tokens must be"),
+        ("dataset.judge.bootstrap=-1", "dataset.judge.bootstrap must be"),
+        ("dataset.judge.turns=[0,2]", "1-based turn numbers"),
+        ("dataset.judge.temperature=-0.5", "dataset.judge.temperature must be"),
+    ],
+)
+def test_judge_settings_out_of_range_are_one_error_before_any_work(compose_cfg, tmp_path, override, message):
+    with pytest.raises(UserError, match=message):
+        run(compose_cfg(*FAKE, "dataset=mt_bench", override), print_summary=False)
+    assert not (tmp_path / "out" / "predictions").exists()
+
+
 def test_multi_turn_needs_chat_messages(compose_cfg):
     with pytest.raises(UserError, match="multi-turn"):
         run(compose_cfg("model=fake", "dataset=mt_bench", "dataset.gen.chat_template=false"), print_summary=False)

@@ -44,6 +44,14 @@ def preflight(cfg: Config) -> None:
             f"dataset {dataset.name} is scored by a judge model: give judge=<model config> (conf/judge/, e.g. "
             "judge=smollm2_135m or judge=llamacpp_smollm2), or mode=infer to generate only"
         )
+    for name, low in (("max_new_tokens", 1), ("strong_weight", 1), ("bootstrap", 0)):
+        value = getattr(settings, name)
+        if value < low:
+            raise UserError(f"dataset.judge.{name} must be a whole number of at least {low}, not {value}")
+    if any(t < 1 for t in settings.turns):
+        raise UserError(f"dataset.judge.turns are 1-based turn numbers, not {list(settings.turns)}")
+    if settings.temperature < 0:
+        raise UserError(f"dataset.judge.temperature must be 0 (greedy) or more, not {settings.temperature}")
     if settings.mode is JudgeMode.pairwise and not settings.baseline_field:
         baseline_files(settings, dataset.name)
 
