@@ -71,6 +71,7 @@ class RowStore:
     fsynced a batch at a time. A line cut short by a kill is dropped on the next load."""
 
     key_field = "idx"
+    what = "a batch of rows"  # what a full disk did not let through (DiskFull's message)
 
     def __init__(self, folder: Path, ident: dict[str, Any]):
         self.dir = folder
@@ -103,7 +104,7 @@ class RowStore:
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        with disk_errors(self.dir, "a batch of rows"), self._locked(), self.rows_path.open("a+b") as f:
+        with disk_errors(self.dir, self.what), self._locked(), self.rows_path.open("a+b") as f:
             f.seek(0, os.SEEK_END)
             if f.tell():  # a kill may have cut the last line short: start on a line of our own
                 f.seek(-1, os.SEEK_END)
@@ -119,6 +120,8 @@ class RowStore:
 
 class PredictionStore(RowStore):
     """Predictions under cache_dir/predictions/<key>/, by row index."""
+
+    what = "a batch of predictions"
 
     def __init__(self, cache_dir: Path, ident: dict[str, Any]):
         self.key = key_of(ident)

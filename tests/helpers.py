@@ -44,6 +44,21 @@ def run_cli(
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def kill_after_first_block(proc: subprocess.Popen[str], folder: Path, pattern: str, timeout: float = 120) -> int:
+    """kill -9 a running job as soon as the first file matching `pattern` below `folder` holds a saved block;
+    returns the lines saved by then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        files = list(folder.glob(pattern))
+        if files and files[0].stat().st_size > 0:
+            proc.kill()
+            proc.wait()
+            return sum(1 for _ in files[0].open())
+        assert proc.poll() is None, "the job ended before it could be killed"
+        time.sleep(0.02)
+    raise AssertionError("no block was saved in time")
+
+
 def fail_once(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
     """Fails the first time (when the marker file $HYDRA_EVAL_TEST_MARKER does not exist yet), then reads."""
     marker = Path(os.environ["HYDRA_EVAL_TEST_MARKER"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from hydra_eval.outputs import JobFiles, read_json, read_jsonl
 from hydra_eval.pipeline import run
 from hydra_eval.records import GenPrediction, Judgment, Message, Sample
 from hydra_eval.schema import JudgeMode, JudgeSettings, VerdictFormat
-from tests.helpers import run_cli
+from tests.helpers import kill_after_first_block, run_cli
 
 FAKE = ["model=fake", "model.chat_template=true", "judge=fake"]
 
@@ -284,19 +283,6 @@ def test_a_baseline_missing_from_the_sweep_is_one_line_before_launch(tmp_path):
     assert not list((tmp_path / "sweep").glob("[0-9]*"))
 
 
-def _kill_after_first_judge_block(proc, cache: Path, timeout: float = 120) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = list((cache / "judgments").glob("*/rows.jsonl"))
-        if found and found[0].stat().st_size > 0:
-            proc.kill()
-            proc.wait()
-            return sum(1 for _ in found[0].open())
-        assert proc.poll() is None, "the job ended before it could be killed"
-        time.sleep(0.02)
-    raise AssertionError("no judge block was saved in time")
-
-
 @pytest.mark.process
 def test_a_judge_job_killed_after_a_saved_block_resumes_and_computes_only_the_rest(tmp_path):
     args = [
@@ -315,7 +301,7 @@ def test_a_judge_job_killed_after_a_saved_block_resumes_and_computes_only_the_re
     job = run_cli(
         *args, f"hydra.run.dir={tmp_path / 'killed'}", outputs=tmp_path, cache=tmp_path / "cache", background=True
     )
-    saved = _kill_after_first_judge_block(job, tmp_path / "cache")
+    saved = kill_after_first_block(job, tmp_path / "cache", "judgments/*/rows.jsonl")
     assert 4 <= saved < 24 and saved % 4 == 0
     rerun = run_cli(*args, f"hydra.run.dir={tmp_path / 'rerun'}", outputs=tmp_path, cache=tmp_path / "cache")
     assert rerun.returncode == 0, rerun.stderr[-3000:]

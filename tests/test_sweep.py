@@ -4,15 +4,13 @@ submitit_local launchers; the real-Slurm tests are in test_slurm.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from hydra_eval.outputs import read_json, read_jsonl
 from tests.conftest import DATA_DIR
-from tests.helpers import run_cli
+from tests.helpers import kill_after_first_block, run_cli
 
 
 def hydra_eval(*args: str, tmp: Path, env: dict[str, str] | None = None, background: bool = False):
@@ -161,20 +159,6 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("rows.jsonl"))
 
 
-def _kill_after_first_saved_batch(proc: subprocess.Popen, cache: Path, timeout: float = 120) -> int:
-    """kill -9 the job as soon as one batch of predictions is saved; returns the rows saved by then."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        files = list(cache.rglob("rows.jsonl"))
-        if files and files[0].stat().st_size > 0:
-            proc.kill()
-            proc.wait()
-            return sum(1 for _ in files[0].open())
-        assert proc.poll() is None, "the job ended before it could be killed"
-        time.sleep(0.02)
-    raise AssertionError("no batch was saved in time")
-
-
 @pytest.mark.process
 @pytest.mark.parametrize(("dataset", "limit"), [("piqa", 200), ("siqa", 48)])
 def test_killed_job_resumes_from_its_last_saved_batch(tmp_path, dataset, limit):
@@ -183,7 +167,7 @@ def test_killed_job_resumes_from_its_last_saved_batch(tmp_path, dataset, limit):
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     job = hydra_eval(*args, f"hydra.run.dir={tmp_path / 'killed'}", tmp=tmp_path, background=True)
-    saved = _kill_after_first_saved_batch(job, tmp_path / "cache")
+    saved = kill_after_first_block(job, tmp_path / "cache", "**/rows.jsonl")
     assert 8 <= saved < limit and saved % 8 == 0
     assert not (tmp_path / "killed" / "results").exists()
 

@@ -26,6 +26,7 @@ class JudgeStore(RowStore):
     """cache_dir/judgments/<judge key>/rows.jsonl, one line per judge call ({"key", "text", ...})."""
 
     key_field = "key"
+    what = "a block of judge replies"
 
     def __init__(self, cache_dir: Path, judge_identity: dict[str, Any]):
         self.key = key_of(judge_identity)
