@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,23 @@ def table(
     return rows
 
 
+def display_width(text: str) -> int:
+    """Terminal columns of a text: East Asian wide and full-width characters (CJK) take two, combining marks
+    none, everything else one."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        for ch in text
+    )
+
+
+def pad(text: str, width: int) -> str:
+    """`text` left-justified to `width` terminal columns (str.ljust counts code points: CJK would misalign)."""
+    return text + " " * max(0, width - display_width(text))
+
+
 def to_text(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    widths = [max(display_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
 

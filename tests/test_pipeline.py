@@ -155,3 +155,44 @@ def test_the_fake_backend_imports_no_torch(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_summary_table_aligns_cjk_names_by_display_width():
+    """C-Eval/CMMLU subjects are Chinese: a CJK character takes two terminal columns, so columns are padded by
+    display width, not by code points."""
+    from hydra_eval.summary import display_width, table, to_text
+
+    results = [
+        {
+            "model": "模型甲",
+            "dataset": "ceval",
+            "version": "abc123",
+            "mode": "ppl",
+            "metrics": {"acc": 41.5, "acc/计算机网络": 52.63, "acc/college_physics": 30.0},
+        },
+        {
+            "model": "smollm2_135m",
+            "dataset": "cmmlu",
+            "version": "def456",
+            "mode": "ppl",
+            "metrics": {"acc/中国历史": 25.0},
+        },
+    ]
+    lines = to_text(table(results)).splitlines()
+    assert display_width("计算机网络") == 10 and display_width("acc") == 3
+
+    def starts(line: str) -> list[int]:  # the terminal column where each cell begins
+        cols, col, prev = [], 0, " "
+        for i, ch in enumerate(line):
+            if ch != " " and prev == " " and (i < 2 or line[i - 2 : i] == "  " or i == 0):
+                cols.append(col)
+            col += display_width(ch)
+            prev = ch
+        return cols
+
+    header = starts(lines[0])
+    assert len(header) == 6
+    body = [starts(line) for line in lines[2:]]
+    assert all(row[:4] == header[:4] for row in body)  # dataset, version, metric, mode line up
+    assert {row[-1] for row in body if len(row) == 6} == {header[-1]}  # and the last model's column
+    assert "acc/计算机网络" in lines[3] or "acc/计算机网络" in lines[4]
