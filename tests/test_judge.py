@@ -374,3 +374,24 @@ def test_parsers_on_constructed_replies(fmt, text, label, value, winner, error):
     parsed = PARSERS[VerdictFormat(fmt)](text)
     assert (parsed.label, parsed.value, parsed.winner) == (label, value, winner)
     assert (parsed.error is None) if error is None else (error in (parsed.error or ""))
+
+
+@pytest.mark.process
+def test_a_pairwise_sweep_of_the_baseline_alone_judges_nothing_and_ends_cleanly(tmp_path):
+    proc = run_cli(
+        "-m",
+        "model=fake",
+        "model.chat_template=true",
+        "dataset=arena_hard",
+        "dataset.limit=2",
+        "dataset.judge.baseline=fake",
+        "judge=fake",
+        "tracking=none",
+        "progress=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        outputs=tmp_path,
+        cache=tmp_path / "cache",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_json(tmp_path / "sweep" / "failed.json") == []
+    assert not (tmp_path / "sweep" / "1").exists()  # no judge job: the baseline is not judged against itself

@@ -144,8 +144,8 @@ class EvalSweeper(Sweeper):
         failed += self._merge_shards(plan, final, sweep_dir)
         returns = [ret for ret, _ in final.values()]
         judged = {i: sweep_dir / str(num) for i, (ret, num) in final.items() if _ok(ret) and plan[i].judge}
-        if judged:  # the judge jobs, after every job whose answers they judge
-            judging = judge_jobs(plan, judged)
+        judging = judge_jobs(plan, judged) if judged else []
+        if judging:  # the judge jobs, after every job whose answers they judge
             start = 1 + max(num for _, num in final.values())
             log.info("judging: %d job(s), from job #%d", len(judging), start)
             after = self._launch(judging, int(self.config.retry), start)
