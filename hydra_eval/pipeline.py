@@ -16,7 +16,7 @@ from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
 from hydra_eval.outputs import JobFiles, disk_errors, write_json, write_text
-from hydra_eval.schema import Config, JudgeMode, VizSource
+from hydra_eval.schema import Config, DatasetMode, JudgeMode, VizSource
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,11 @@ def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | No
         write_json(files.config_json, config)
         write_json(files.job_info, context)
     results = None
+    if cfg.dataset.mode is DatasetMode.lmeval:  # lm-eval's tasks: its own requests and scoring
+        from hydra_eval.lmeval_job import run_lmeval
+
+        results = run_lmeval(cfg, files) if cfg.mode.infer or cfg.mode.eval else None
+        return _finish(cfg, root, files, context, results or None, print_summary)
     if cfg.mode.infer:
         run_infer(cfg, files)
     if cfg.mode.judge and cfg.dataset.judge.mode is not JudgeMode.none:
@@ -72,12 +77,19 @@ def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | No
         run_judge(cfg, files)
     if cfg.mode.eval:
         results = run_eval(cfg, files)
-        if cfg.tracking.enabled:  # files are complete: MLflow only mirrors them
-            from hydra_eval import tracking
+    return _finish(cfg, root, files, context, results, print_summary)
 
-            sweep = context["sweep_dir"]
-            tracking.mirror_job(cfg.tracking, files, tracking.parent_run_id(Path(sweep)) if sweep else None)
-    if cfg.mode.viz and print_summary:
+
+def _finish(
+    cfg: Config, root: Path, files: JobFiles, context: dict[str, Any], results: dict[str, Any] | None, show: bool
+) -> dict[str, Any] | None:
+    """MLflow mirrors a scored job's files; the summary table is printed."""
+    if cfg.mode.eval and results is not None and cfg.tracking.enabled:  # files are complete: MLflow mirrors them
+        from hydra_eval import tracking
+
+        sweep = context["sweep_dir"]
+        tracking.mirror_job(cfg.tracking, files, tracking.parent_run_id(Path(sweep)) if sweep else None)
+    if cfg.mode.viz and show:
         print(_summary(cfg, root), end="")
     return results
 

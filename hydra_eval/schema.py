@@ -21,6 +21,7 @@ from omegaconf import MISSING
 class DatasetMode(Enum):
     ppl = "ppl"  # score candidates by log-likelihood
     gen = "gen"  # generate, then extract an answer
+    lmeval = "lmeval"  # lm-eval's own tasks by name: its requests, answered here, scored by lm-eval
 
 
 class Convention(Enum):
@@ -264,6 +265,18 @@ class JudgeSettings:
 
 
 @dataclass
+class LmevalConfig:
+    """dataset=lmeval: tasks and groups of lm-eval 0.4.13's library (the `lmeval` extra); hydra_eval/lmeval.py."""
+
+    tasks: list[str] = field(default_factory=list)  # lm-eval task or group names
+    include_path: list[str] = field(
+        default_factory=list
+    )  # folders of your own task YAMLs (lm_eval --include_path)
+    num_fewshot: int | None = None  # null: each task's own
+    allow_hub: bool = False  # false: the HF hub is off (a task whose data is not local fails at once)
+
+
+@dataclass
 class ExecutionConfig:
     """Running model-written code (HumanEval). Off unless allowed; see hydra_eval/sandbox.py."""
 
@@ -303,6 +316,7 @@ class DatasetConfig:
     ppl: PplConfig | None = None
     gen: GenConfig | None = None
     judge: JudgeSettings = field(default_factory=JudgeSettings)  # scored by a judge model (mode != none)
+    lmeval: LmevalConfig | None = None  # mode=lmeval: lm-eval's tasks
 
 
 @dataclass

@@ -50,7 +50,7 @@ def check(cfg: DictConfig | Config) -> None:
     """Raise a UserError for the first value that a job cannot use."""
     _schema_selected(cfg)
     dataset = cfg.dataset
-    section = "ppl" if dataset.mode is DatasetMode.ppl else "gen"
+    section = {DatasetMode.ppl: "ppl", DatasetMode.gen: "gen", DatasetMode.lmeval: "lmeval"}[dataset.mode]
     if getattr(dataset, section) is None:
         raise UserError(
             f"dataset {dataset.name} has mode={dataset.mode.value} but no `{section}` section: "

@@ -36,8 +36,12 @@ def test_every_judge_is_its_model_config(compose_cfg, judge):
 def test_every_combination_composes_and_resolves(compose_cfg, model, dataset, mode):
     cfg = typed(compose_cfg(f"model={model}", f"dataset={dataset}", f"mode={mode}"))  # every value resolves
     assert cfg.model.name == model and cfg.dataset.name == dataset and cfg.mode.name == mode
-    section = cfg.dataset.ppl if cfg.dataset.mode is DatasetMode.ppl else cfg.dataset.gen
-    assert section is not None
+    sections = {
+        DatasetMode.ppl: cfg.dataset.ppl,
+        DatasetMode.gen: cfg.dataset.gen,
+        DatasetMode.lmeval: cfg.dataset.lmeval,
+    }
+    assert sections[cfg.dataset.mode] is not None
     assert Path(cfg.dataset.local_dir).is_absolute()
 
 
@@ -46,7 +50,7 @@ def test_every_combination_composes_and_resolves(compose_cfg, model, dataset, mo
     [
         (["dataset.ppl.convention=opencompas"], "expected one of [opencompass, lmeval]"),
         (["dataset=siqa", "dataset.gen.extractor=nosuch"], "expected one of [first_letter, edit_distance,"),
-        (["dataset.mode=foo"], "expected one of [ppl, gen]"),
+        (["dataset.mode=foo"], "expected one of [ppl, gen, lmeval]"),
         (["model.dtype=float33"], "expected one of [float32, float16, bfloat16, float64]"),
         (["model=llamacpp_smollm2", "model.api.endpoint=chatt"], "expected one of [auto, chat, completions]"),
         (["model.api.base_url=x"], "Key 'api' not in 'TransformersModelConfig'"),

@@ -1,0 +1,218 @@
+"""lm-eval's task library as a source of task definitions (`dataset=lmeval dataset.lmeval.tasks=[...]`).
+
+lm-eval 0.4.13 (the `lmeval` extra) builds the tasks by name: prompts, few-shot examples, filters, metrics and
+group aggregation are its own, with `simple_evaluate`'s seeds. hydra-eval computes the model's side: every
+request becomes one of its typed requests, answered by the job's backend (batched, cached by content, saved in
+blocks), and the answers go back into lm-eval's instances for lm-eval to score. The sequence follows
+`lm_eval.evaluator.simple_evaluate` / `evaluate` (docs/lmeval-adapter-design.md, checked number for number).
+What the adapter does not cover yet is one error naming it: loglikelihood_rolling tasks, chat templates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra_eval.backends import Backend
+from hydra_eval.errors import UserError
+from hydra_eval.records import GenerationRequest, LoglikelihoodRequest
+from hydra_eval.schema import Convention, LmevalConfig
+
+# simple_evaluate's defaults (lm_eval/defaults.py): random 0, numpy / torch / few-shot 1234
+SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
+SUPPORTED = ("loglikelihood", "generate_until")
+
+
+@dataclass
+class Built:
+    """lm-eval's loaded tasks and groups, their requests built, and each leaf task's row limit."""
+
+    loaded: dict[str, Any]
+    limits: dict[str, int | None]
+
+    @property
+    def instances(self) -> list[Any]:
+        """Every request, in a fixed order: task by task, as lm-eval built them."""
+        return [inst for task in self.loaded["tasks"].values() for inst in task.instances]
+
+
+def _import() -> Any:
+    try:
+        import lm_eval
+    except ImportError:
+        raise UserError(
+            "dataset=lmeval needs lm-eval: pip install 'hydra-eval[lmeval]' (lm_eval==0.4.13)"
+        ) from None
+    if lm_eval.__version__ != "0.4.13":
+        raise UserError(
+            f"dataset=lmeval is built against lm_eval 0.4.13, this environment has {lm_eval.__version__}"
+        )
+    return lm_eval
+
+
+def build(cfg: LmevalConfig, limit: int | None) -> Built:
+    """Load the tasks (groups expand to their leaf tasks) and build their requests as simple_evaluate does."""
+    _import()
+    import numpy as np
+    from lm_eval.evaluator_utils import get_sample_size
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import set_torch_seed
+
+    if not cfg.tasks:
+        raise UserError("dataset=lmeval needs dataset.lmeval.tasks=[<lm-eval task or group>, ...]")
+    if not cfg.allow_hub:
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # a missing local copy fails at once, not after retries
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    random.seed(SEEDS["random"])
+    np.random.seed(SEEDS["numpy"])
+    set_torch_seed(SEEDS["torch"])
+    manager = TaskManager(include_path=list(cfg.include_path) or None)
+    unknown = [t for t in cfg.tasks if t not in manager.all_tasks]
+    if unknown:
+        raise UserError(
+            f"dataset.lmeval.tasks: lm-eval has no task or group {', '.join(unknown)} "
+            "(lm_eval --tasks list shows them; your own YAMLs: dataset.lmeval.include_path=[folder])"
+        )
+    try:
+        loaded = manager.load(list(cfg.tasks))
+    except ConnectionError as e:
+        raise UserError(
+            f"dataset.lmeval.tasks={','.join(cfg.tasks)}: {str(e).splitlines()[0]}; point the task at local files "
+            "(scripts/lmeval_local_tasks.py writes an include_path for them) or set dataset.lmeval.allow_hub=true"
+        ) from None
+    limits: dict[str, int | None] = {}
+    for name, task in loaded["tasks"].items():
+        kind = task.get_config("output_type")
+        if kind not in ("multiple_choice", *SUPPORTED):
+            raise UserError(f"lm-eval task {name} is {kind}: the lm-eval adapter does not run {kind} tasks yet")
+        if cfg.num_fewshot is not None:
+            if task.get_config("num_fewshot") != 0:
+                task.set_config(key="num_fewshot", value=cfg.num_fewshot)
+        elif task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=SEEDS["fewshot"])
+    for name, task in loaded["tasks"].items():
+        limits[name] = get_sample_size(task, limit)
+        task.build_all_requests(
+            limit=limits[name],
+            rank=0,
+            world_size=1,
+            apply_chat_template=False,
+            fewshot_as_multiturn=False,
+            chat_template=None,
+            system_instruction=None,
+        )
+    return Built(loaded, limits)
+
+
+def version(cfg: LmevalConfig, built: Built) -> str:
+    """What decides the prompts and the scoring: lm-eval's version, the tasks, their versions and settings."""
+    import lm_eval
+
+    tasks = {
+        name: [str(task.VERSION), task.get_config("num_fewshot")] for name, task in built.loaded["tasks"].items()
+    }
+    blob = json.dumps([lm_eval.__version__, list(cfg.tasks), cfg.num_fewshot, tasks], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:6]
+
+
+def request_rows(built: Built) -> list[dict[str, Any]]:
+    """One JSON-able row per request, in `instances` order: what the infer stage caches and writes."""
+    rows = []
+    for i, inst in enumerate(built.instances):
+        args = list(inst.args)
+        if inst.request_type == "generate_until":
+            args = [args[0], {k: v for k, v in args[1].items()}]
+        rows.append(
+            {
+                "idx": i,
+                "task": inst.task_name,
+                "doc_id": inst.doc_id,
+                "choice": inst.idx,
+                "type": inst.request_type,
+                "repeats": inst.repeats,
+                "args": args,
+            }
+        )
+    return rows
+
+
+def answer(backend: Backend, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The backend's answers to these requests: (logprob, is_greedy) for loglikelihood (each doc's requests
+    together, so its shared context is computed once), the text for generate_until (cut at its stop strings)."""
+    out: dict[int, dict[str, Any]] = {}
+    scored = [r for r in rows if r["type"] == "loglikelihood"]
+    by_doc: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in scored:
+        by_doc[(r["task"], r["doc_id"])].append(r)
+    groups = list(by_doc.values())
+    answers = backend.loglikelihood(
+        [[LoglikelihoodRequest(r["args"][0], r["args"][1]) for r in g] for g in groups], Convention.lmeval
+    )
+    for group, responses in zip(groups, answers, strict=True):
+        for r, resp in zip(group, responses, strict=True):
+            out[r["idx"]] = {"resp": [[resp.logprob, resp.greedy]] * r["repeats"]}
+    generated = [r for r in rows if r["type"] == "generate_until"]
+    requests = []
+    for r in generated:
+        kwargs = r["args"][1]
+        if kwargs.get("do_sample") or float(kwargs.get("temperature", 0.0) or 0.0) > 0:
+            raise UserError(f"lm-eval task {r['task']} samples (do_sample): the adapter generates greedily only")
+        until = kwargs.get("until") or []
+        stop = (until,) if isinstance(until, str) else tuple(until)
+        max_new = int(kwargs.get("max_gen_toks") or kwargs.get("max_new_tokens") or 256)
+        requests.append(GenerationRequest(r["args"][0], None, stop=stop, max_new_tokens=max_new))
+    for r, reply in zip(generated, backend.generate(requests), strict=True):
+        out[r["idx"]] = {"resp": [reply.text] * r["repeats"]}
+    return [{**r, **out[r["idx"]]} for r in rows]
+
+
+def score(built: Built, answered: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """lm-eval's own filters, process_results, aggregation and group means on the answers (evaluate's steps)."""
+    from lm_eval.evaluator_utils import _process_results
+
+    instances = built.instances
+    if len(answered) != len(instances):
+        raise UserError(f"{len(answered)} answers for {len(instances)} lm-eval requests: rerun mode=infer")
+    for inst, row in zip(instances, answered, strict=True):
+        inst.resps = [tuple(x) if inst.request_type == "loglikelihood" else x for x in row["resp"]]
+    acc = {}
+    for name, task in built.loaded["tasks"].items():
+        raw: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        task.apply_filters()
+        by_doc: dict[int, list[Any]] = defaultdict(list)
+        for inst in task.instances:
+            by_doc[inst.doc_id].append(inst)
+        for insts in by_doc.values():
+            insts.sort(key=lambda x: x.idx)
+        for key in task.instances[0].filtered_resps:
+            for doc_id, doc in task.doc_iterator(rank=0, limit=built.limits[name], world_size=1):
+                metrics = task.process_results(doc, [i.filtered_resps[key] for i in by_doc[doc_id]])
+                for metric, value in metrics.items():
+                    raw[(metric, key)].append(value)
+        acc[name] = {"task": task, "raw_metrics": raw, "logged_samples": []}
+    out: dict[str, Any] = _process_results(acc, built.loaded.get("groups", {}), 0)._to_eval_results()
+    return out
+
+
+def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """lm-eval's results as hydra-eval metrics: '<task or group>/<metric>' (the filter after a comma unless it
+    is lm-eval's 'none'), x100 for what lm-eval reports in [0, 1] (acc, exact_match, ...), stderr left out."""
+    out: dict[str, float] = {}
+    for name, values in results["results"].items():
+        for key, value in values.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or "_stderr" in key:
+                continue
+            if key.startswith("sample_len"):  # a count, not a score (results' n has the documents)
+                continue
+            metric, _, filt = key.partition(",")
+            label = metric if filt in ("", "none") else f"{metric},{filt}"
+            scale = 1.0 if "perplexity" in metric or metric in ("bits_per_byte", "byte_perplexity") else 100.0
+            out[f"{name}/{label}"] = scale * float(value)
+    return out

@@ -1,0 +1,112 @@
+"""dataset=lmeval: lm-eval 0.4.13's own tasks, answered by hydra-eval's backend, scored by lm-eval. The numbers
+must equal lm-eval's own evaluator fed the same answers (an lm-eval LM whose methods ask the same backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hydra_eval.backends.fake import FakeBackend, FakeModelConfig
+from hydra_eval.errors import UserError
+from hydra_eval.pipeline import run
+from hydra_eval.records import GenerationRequest, LoglikelihoodRequest
+from hydra_eval.schema import Convention
+from tests.conftest import DATA_DIR
+
+pytest.importorskip("lm_eval")  # the `lmeval` extra (make install has it)
+from lm_eval.api.model import LM  # noqa: E402
+
+TASKS = ["truthfulqa_mc1", "truthfulqa_mc2", "nq_open"]
+
+
+@pytest.fixture(scope="module")
+def include_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Local copies of nq_open and truthfulqa, and task YAMLs that point lm-eval's own tasks at them."""
+    from scripts.lmeval_local_tasks import lmeval_tasks_dir, nq_open, truthfulqa
+
+    out = tmp_path_factory.mktemp("lmeval_local")
+    (out / "tasks").mkdir()
+    for make in (nq_open, truthfulqa):
+        make(DATA_DIR, out / "data", out / "tasks", lmeval_tasks_dir())
+    return out / "tasks"
+
+
+class SameAnswers(LM):  # type: ignore[misc]
+    """lm-eval's side of the comparison: its evaluator asks the same fake backend, one request at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = FakeBackend(FakeModelConfig(name="fake"))
+
+    def loglikelihood(self, requests):  # type: ignore[no-untyped-def]
+        groups = [[LoglikelihoodRequest(*r.args)] for r in requests]
+        return [(g[0].logprob, g[0].greedy) for g in self.backend.loglikelihood(groups, Convention.lmeval)]
+
+    def generate_until(self, requests):  # type: ignore[no-untyped-def]
+        out = []
+        for r in requests:
+            context, kwargs = r.args
+            until = tuple(kwargs.get("until") or ())
+            req = GenerationRequest(context, None, stop=until, max_new_tokens=int(kwargs.get("max_gen_toks", 256)))
+            out.append(self.backend.generate([req])[0].text)
+        return out
+
+    def loglikelihood_rolling(self, requests):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def test_lmeval_tasks_score_as_lm_evals_own_evaluator(compose_cfg, include_path):
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    results = run(
+        compose_cfg(
+            "model=fake",
+            "dataset=lmeval",
+            f"dataset.lmeval.tasks=[{','.join(TASKS)}]",
+            f"dataset.lmeval.include_path=[{include_path}]",
+            "dataset.limit=12",
+        ),
+        print_summary=False,
+    )
+    assert results is not None
+    theirs = simple_evaluate(
+        model=SameAnswers(),
+        tasks=TASKS,
+        task_manager=TaskManager(include_path=str(include_path)),
+        limit=12,
+        bootstrap_iters=0,
+    )["results"]
+    ours = results["metrics"]
+    assert ours["truthfulqa_mc1/acc"] == pytest.approx(100 * theirs["truthfulqa_mc1"]["acc,none"], abs=1e-12)
+    assert ours["truthfulqa_mc2/acc"] == pytest.approx(100 * theirs["truthfulqa_mc2"]["acc,none"], abs=1e-12)
+    nq = theirs["nq_open"]["exact_match,remove_whitespace"]
+    assert ours["nq_open/exact_match,remove_whitespace"] == pytest.approx(100 * nq, abs=1e-12)
+    assert results["n"] == 36 and results["lmeval"]["versions"]["truthfulqa_mc2"] == 3.0
+    assert 0 < ours["truthfulqa_mc2/acc"] < 100  # the fake model's scores are not degenerate
+
+
+def test_a_rerun_reuses_every_answer(compose_cfg, include_path, caplog):
+    import logging
+
+    args = (
+        "model=fake",
+        "dataset=lmeval",
+        "dataset.lmeval.tasks=[truthfulqa_mc1]",
+        f"dataset.lmeval.include_path=[{include_path}]",
+        "dataset.limit=4",
+    )
+    first = run(compose_cfg(*args), print_summary=False)
+    caplog.set_level(logging.INFO)
+    again = run(compose_cfg(*args), print_summary=False)
+    assert first is not None and again is not None and first["metrics"] == again["metrics"]
+    assert "18 requests; predictions: 18 reused from cache" in caplog.text  # 4 questions, 18 choices in all
+    assert "0 to compute" in caplog.text
+
+
+def test_unknown_task_and_hub_data_are_one_line(compose_cfg, include_path):
+    with pytest.raises(UserError, match="lm-eval has no task or group nosuch_task"):
+        run(compose_cfg("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[nosuch_task]"), print_summary=False)
+    with pytest.raises(UserError, match="boolq.*local files"):  # boolq's data is on the hub only: the hub is off
+        run(compose_cfg("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[boolq]"), print_summary=False)
