@@ -109,12 +109,22 @@ def _predictions_table(rows: list[dict[str, Any]]) -> Any:
 def _dataset_input(results: dict[str, Any], table: Any) -> Any:
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
 
     digest = hashlib.sha256(json.dumps(results["fingerprints"]["data"], sort_keys=True).encode()).hexdigest()
-    columns = [c for c in ("id", "gold", "prompt", "prompts", "context") if c in table.columns]
-    dataset = from_pandas(
-        table[columns], source=results["data_source"], name=results["dataset"], targets="gold", digest=digest[:16]
-    )
+    wanted = ("id", "gold", "prompt", "prompts", "context", "task", "doc_id", "args")  # lm-eval rows: task, doc_id
+    columns = [c for c in wanted if c in table.columns]
+    targets = "gold" if "gold" in columns else None
+    try:
+        dataset = from_pandas(
+            table[columns],
+            source=results["data_source"],
+            name=results["dataset"],
+            targets=targets,
+            digest=digest[:16],
+        )
+    except MlflowException:  # a source MLflow cannot resolve (lm-eval's tasks): the job's code is the source
+        dataset = from_pandas(table[columns], name=results["dataset"], targets=targets, digest=digest[:16])
     return DatasetInput(Dataset(**dataset.to_dict()), [InputTag("mlflow.data.context", "eval")])
 
 

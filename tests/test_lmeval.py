@@ -110,3 +110,18 @@ def test_unknown_task_and_hub_data_are_one_line(compose_cfg, include_path):
         run(compose_cfg("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[nosuch_task]"), print_summary=False)
     with pytest.raises(UserError, match="boolq.*local files"):  # boolq's data is on the hub only: the hub is off
         run(compose_cfg("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[boolq]"), print_summary=False)
+
+
+def test_an_lmeval_job_is_logged_to_mlflow(compose_cfg, include_path, tmp_path):
+    cfg = compose_cfg(
+        "model=fake",
+        "dataset=lmeval",
+        "dataset.lmeval.tasks=[truthfulqa_mc1]",
+        f"dataset.lmeval.include_path=[{include_path}]",
+        "dataset.limit=3",
+        "tracking=default",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+    )
+    assert run(cfg, print_summary=False) is not None
+    out = tmp_path / "out"
+    assert (out / "mlflow.json").is_file() and not (out / "mlflow.unsynced").exists()
