@@ -56,7 +56,7 @@ def _import() -> Any:
     return lm_eval
 
 
-def build(cfg: LmevalConfig, limit: int | None) -> Built:
+def build(cfg: LmevalConfig, limit: int | None, local_tasks: str | None = None) -> Built:
     """Load the tasks (groups expand to their leaf tasks) and build their requests as simple_evaluate does."""
     _import()
     import numpy as np
@@ -72,7 +72,8 @@ def build(cfg: LmevalConfig, limit: int | None) -> Built:
     random.seed(SEEDS["random"])
     np.random.seed(SEEDS["numpy"])
     set_torch_seed(SEEDS["torch"])
-    manager = TaskManager(include_path=list(cfg.include_path) or None)
+    include = [*cfg.include_path, *([local_tasks] if local_tasks else [])]  # local copies: after, so they win
+    manager = TaskManager(include_path=include or None)
     unknown = [t for t in cfg.tasks if t not in manager.all_tasks]
     if unknown:
         raise UserError(

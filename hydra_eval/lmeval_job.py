@@ -31,7 +31,12 @@ def run_lmeval(cfg: Config, files: JobFiles) -> dict[str, Any]:
     assert settings is not None  # validate.check
     if cfg.shard.count > 1:
         raise UserError("dataset=lmeval runs as one job (no shards yet): leave max_partition_size unset")
-    built = lmeval.build(settings, cfg.dataset.limit)
+    local = None
+    if settings.local:  # the named sets' own data, in the schema lm-eval's tasks read, in this job's folder
+        from hydra_eval.data.lmeval_local import prepare
+
+        local = str(prepare(settings.local, Path(cfg.paths.data_dir), files.root / "lmeval_local"))
+    built = lmeval.build(settings, cfg.dataset.limit, local)
     rows = lmeval.request_rows(built)
     version = lmeval.version(settings, built)
     if cfg.mode.infer:

@@ -274,6 +274,8 @@ class LmevalConfig:
     )  # folders of your own task YAMLs (lm_eval --include_path)
     num_fewshot: int | None = None  # null: each task's own
     allow_hub: bool = False  # false: the HF hub is off (a task whose data is not local fails at once)
+    local: list[str] = field(default_factory=list)  # sets copied from paths.data_dir into the job's folder for
+    #   lm-eval's tasks to read (hydra_eval/data/lmeval_local.py: nq_open, truthfulqa, ceval, cmmlu)
 
 
 @dataclass

@@ -23,7 +23,7 @@ TASKS = ["truthfulqa_mc1", "truthfulqa_mc2", "nq_open"]
 @pytest.fixture(scope="module")
 def include_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Local copies of nq_open and truthfulqa, and task YAMLs that point lm-eval's own tasks at them."""
-    from scripts.lmeval_local_tasks import lmeval_tasks_dir, nq_open, truthfulqa
+    from hydra_eval.data.lmeval_local import lmeval_tasks_dir, nq_open, truthfulqa
 
     out = tmp_path_factory.mktemp("lmeval_local")
     (out / "tasks").mkdir()
@@ -125,3 +125,12 @@ def test_an_lmeval_job_is_logged_to_mlflow(compose_cfg, include_path, tmp_path):
     assert run(cfg, print_summary=False) is not None
     out = tmp_path / "out"
     assert (out / "mlflow.json").is_file() and not (out / "mlflow.unsynced").exists()
+
+
+def test_named_sets_read_their_local_copies(compose_cfg, tmp_path):
+    """dataset=truthfulqa: lm-eval's truthfulqa_mc1 and mc2 on the data directory's v1 files, copied into the
+    job's folder in the schema lm-eval reads; no include_path to give."""
+    results = run(compose_cfg("model=fake", "dataset=truthfulqa", "dataset.limit=3"), print_summary=False)
+    assert results is not None and results["dataset"] == "truthfulqa"
+    assert {"truthfulqa_mc1/acc", "truthfulqa_mc2/acc"} <= set(results["metrics"])
+    assert (tmp_path / "out" / "lmeval_local" / "tasks" / "truthfulqa_mc1.yaml").is_file()

@@ -1,0 +1,176 @@
+"""Local copies, in the Hugging Face schemas lm-eval's tasks read, of the data in the data directory, and an
+`--include_path` folder of task YAMLs that point lm-eval's own tasks at them (offline, no hub).
+
+Each generated YAML shadows one of lm-eval's leaf tasks under the same name: it includes lm-eval's own YAML
+and only changes where the data comes from (`dataset_path: json`, `dataset_kwargs.data_files`), with
+`tag: null` so lm-eval's tag lists stay whole. Groups (ceval-valid, cmmlu) then find their local members by
+name. The same folder serves lm-eval run by itself and hydra-eval's lm-eval adapter, so both read the same
+rows. Covered: nq_open (dev as `validation`; NQ-open's train split is not here, so `train`, which lm-eval
+requires to exist, is the dev file too: use 0 shots), truthfulqa_mc1 / mc2 (the 817-question v1 files),
+ceval-valid (52 subjects, val + dev), cmmlu (67 subjects, test + dev). Needs lm_eval importable (its task YAMLs
+are included by path).
+
+The named datasets (dataset=truthfulqa, nq_open, ceval, cmmlu) call `prepare` at the start of each job
+(dataset.lmeval.local); for lm-eval run by itself, write the same folder with
+
+    python -m hydra_eval.data.lmeval_local --out outputs/lmeval_local
+    lm_eval --include_path outputs/lmeval_local/tasks --tasks truthfulqa_mc1,nq_open ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lmeval_tasks_dir() -> Path:
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("lm_eval is not importable here: run this with the lm-eval venv's python")
+    return Path(next(iter(spec.submodule_search_locations))) / "tasks"
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def shadow(tasks: Path, builtin: Path, name: str, data_files: dict[str, str]) -> None:
+    """tasks/<name>.yaml: lm-eval's own task `name`, reading data_files."""
+    text = "\n".join(
+        [
+            f"# lm-eval's {name} ({builtin.relative_to(builtin.parents[1])}) on local files: only the data moves",
+            f"include: {json.dumps(str(builtin))}",
+            f"task: {json.dumps(name)}",
+            "tag: null",
+            "dataset_path: json",
+            "dataset_name: null",
+            "dataset_kwargs:",
+            "  data_files:",
+            *(f"    {split}: {json.dumps(path)}" for split, path in data_files.items()),
+            "",
+        ]
+    )
+    (tasks / f"{name}.yaml").write_text(text, encoding="utf-8")
+
+
+def nq_open(data: Path, out: Path, tasks: Path, lm: Path) -> str:
+    rows = [json.loads(x) for x in (data / "nq_open" / "NQ-open.dev.jsonl").read_text().splitlines() if x.strip()]
+    n = write_jsonl(
+        out / "nq_open" / "validation.jsonl", ({"question": r["question"], "answer": r["answer"]} for r in rows)
+    )
+    path = str(out / "nq_open" / "validation.jsonl")
+    shadow(tasks, lm / "nq_open" / "nq_open.yaml", "nq_open", {"train": path, "validation": path})
+    return f"nq_open: {n} rows"
+
+
+def truthfulqa(data: Path, out: Path, tasks: Path, lm: Path) -> str:
+    raw = json.loads((data / "truthfulqa" / "v1" / "mc_task.json").read_text(encoding="utf-8"))
+
+    def targets(d: dict[str, int]) -> dict[str, list[Any]]:
+        return {"choices": list(d), "labels": [int(v) for v in d.values()]}
+
+    rows = (
+        {
+            "question": r["question"],
+            "mc1_targets": targets(r["mc1_targets"]),
+            "mc2_targets": targets(r["mc2_targets"]),
+        }
+        for r in raw
+    )
+    n = write_jsonl(out / "truthfulqa" / "validation.jsonl", rows)
+    path = str(out / "truthfulqa" / "validation.jsonl")
+    for name in ("truthfulqa_mc1", "truthfulqa_mc2"):
+        shadow(tasks, lm / "truthfulqa" / f"{name}.yaml", name, {"validation": path})
+    return f"truthfulqa_mc1, truthfulqa_mc2: {n} rows"
+
+
+def ceval(data: Path, out: Path, tasks: Path, lm: Path) -> str:
+    total = 0
+    subjects = sorted(p.name.removesuffix("_val.csv") for p in (data / "ceval" / "val").glob("*_val.csv"))
+    for subject in subjects:
+        files = {}
+        for split in ("val", "dev"):
+            rows = read_csv(data / "ceval" / split / f"{subject}_{split}.csv")
+            keys = ("id", "question", "A", "B", "C", "D", "answer", "explanation")
+            n = write_jsonl(
+                out / "ceval" / subject / f"{split}.jsonl", ({k: str(r.get(k) or "") for k in keys} for r in rows)
+            )
+            total += n if split == "val" else 0
+            files[split] = str(out / "ceval" / subject / f"{split}.jsonl")
+        shadow(tasks, lm / "ceval" / f"ceval-valid_{subject}.yaml", f"ceval-valid_{subject}", files)
+    return f"ceval-valid: {len(subjects)} subjects, {total} val rows"
+
+
+def cmmlu(data: Path, out: Path, tasks: Path, lm: Path) -> str:
+    total = 0
+    subjects = sorted(p.stem for p in (data / "cmmlu" / "test").glob("*.csv"))
+    for subject in subjects:
+        files = {}
+        for split in ("test", "dev"):
+            rows = read_csv(data / "cmmlu" / split / f"{subject}.csv")
+            keys = ("Question", "A", "B", "C", "D", "Answer")
+            n = write_jsonl(
+                out / "cmmlu" / subject / f"{split}.jsonl", ({k: str(r[k]) for k in keys} for r in rows)
+            )
+            total += n if split == "test" else 0
+            files[split] = str(out / "cmmlu" / subject / f"{split}.jsonl")
+        shadow(tasks, lm / "cmmlu" / f"cmmlu_{subject}.yaml", f"cmmlu_{subject}", files)
+    return f"cmmlu: {len(subjects)} subjects, {total} test rows"
+
+
+CONVERTERS = {"nq_open": nq_open, "truthfulqa": truthfulqa, "ceval": ceval, "cmmlu": cmmlu}
+
+
+def prepare(names: Iterable[str], data_dir: Path, out: Path) -> Path:
+    """Write the local copies of these sets under out/ and return the include_path folder (out/tasks)."""
+    unknown = [n for n in names if n not in CONVERTERS]
+    if unknown:
+        from hydra_eval.errors import UserError
+
+        raise UserError(
+            f"dataset.lmeval.local: no local copy for {', '.join(unknown)} (known: {', '.join(CONVERTERS)})"
+        )
+    tasks = out / "tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    lm = lmeval_tasks_dir()
+    for name in names:
+        CONVERTERS[name](data_dir, out / "data", tasks, lm)
+    return tasks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_data = os.environ.get("HYDRA_EVAL_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data-dir", type=Path, default=Path(default_data))
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "lmeval_local")
+    a = parser.parse_args()
+    out = a.out.resolve()
+    tasks = out / "tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    lm = lmeval_tasks_dir()
+    for make in (nq_open, truthfulqa, ceval, cmmlu):
+        print(make(a.data_dir, out / "data", tasks, lm))
+    print(f"include_path: {tasks}")
+
+
+if __name__ == "__main__":
+    main()
