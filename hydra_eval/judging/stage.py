@@ -161,9 +161,10 @@ def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
         cache = store.JudgeStore(Path(cfg.paths.cache_dir), ident)
         done = cache.load() if cfg.resume else {}
         todo = list(dict.fromkeys(k for k in keys if k not in done))  # identical requests are asked once
+        reused = sum(k in done for k in keys)  # requests answered from the cache (duplicates included)
         log.info(
             "judge: %d reused from cache %s, %d to compute (%s judges %s on %s, %d requests)",
-            len(keys) - sum(k in todo for k in keys),
+            reused,
             cache.key,
             len(todo),
             cfg.judge.name,
@@ -198,7 +199,7 @@ def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
         "prompt_version": prompts.version(settings),
         "baseline": settings.baseline_field and f"field:{settings.baseline_field}" or settings.baseline,
         "requests": len(keys),
-        "reused": len(keys) - sum(k in todo for k in keys),
+        "reused": reused,
         "computed": len(todo),
         "parse_failures": len(failures),
         "judge_s": judge_s,
