@@ -174,8 +174,10 @@ def answer(backend: Backend, rows: Sequence[dict[str, Any]]) -> list[dict[str, A
     return [{**r, **out[r["idx"]]} for r in rows]
 
 
-def score(built: Built, answered: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """lm-eval's own filters, process_results, aggregation and group means on the answers (evaluate's steps)."""
+def score(built: Built, answered: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """lm-eval's own filters, process_results, aggregation and group means on the answers (evaluate's steps).
+    Also returns one row per document: its prompt, target, filtered answers and per-document metrics (the
+    values lm-eval's --log_samples writes), named as in `flat_metrics` but not scaled."""
     from lm_eval.evaluator_utils import _process_results
 
     instances = built.instances
@@ -184,6 +186,7 @@ def score(built: Built, answered: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for inst, row in zip(instances, answered, strict=True):
         inst.resps = [tuple(x) if inst.request_type == "loglikelihood" else x for x in row["resp"]]
     acc = {}
+    docs: list[dict[str, Any]] = []
     for name, task in built.loaded["tasks"].items():
         raw: dict[tuple[str, str], list[Any]] = defaultdict(list)
         task.apply_filters()
@@ -192,14 +195,36 @@ def score(built: Built, answered: Sequence[dict[str, Any]]) -> dict[str, Any]:
             by_doc[inst.doc_id].append(inst)
         for insts in by_doc.values():
             insts.sort(key=lambda x: x.idx)
+        rows: dict[int, dict[str, Any]] = {}
         for key in task.instances[0].filtered_resps:
             for doc_id, doc in task.doc_iterator(rank=0, limit=built.limits[name], world_size=1):
-                metrics = task.process_results(doc, [i.filtered_resps[key] for i in by_doc[doc_id]])
+                filtered = [i.filtered_resps[key] for i in by_doc[doc_id]]
+                metrics = task.process_results(doc, filtered)
+                row = rows.setdefault(doc_id, _doc_row(name, doc_id, task, doc, by_doc[doc_id]))
+                row["filtered"][key] = filtered
                 for metric, value in metrics.items():
                     raw[(metric, key)].append(value)
+                    label = metric if key == "none" else f"{metric},{key}"
+                    row["metrics"][label] = value if isinstance(value, int | float | str) else repr(value)
+        docs.extend(rows[d] for d in sorted(rows))
         acc[name] = {"task": task, "raw_metrics": raw, "logged_samples": []}
     out: dict[str, Any] = _process_results(acc, built.loaded.get("groups", {}), 0)._to_eval_results()
-    return out
+    return out, docs
+
+
+def _doc_row(name: str, doc_id: int, task: Any, doc: Any, insts: list[Any]) -> dict[str, Any]:
+    try:
+        target: Any = task.doc_to_target(doc)
+    except Exception:  # a task whose target needs more than the doc: the metrics still say it all
+        target = None
+    return {
+        "task": name,
+        "doc_id": doc_id,
+        "prompt": insts[0].args[0] if insts and insts[0].args else "",
+        "target": target if isinstance(target, int | float | str | list) else repr(target),
+        "filtered": {},
+        "metrics": {},
+    }
 
 
 def flat_metrics(results: dict[str, Any]) -> dict[str, float]:

@@ -53,7 +53,8 @@ def run_lmeval(cfg: Config, files: JobFiles) -> dict[str, Any]:
     if not cfg.mode.eval:
         return {}
     t0 = time.perf_counter()
-    scored = lmeval.score(built, answered)
+    scored, docs = lmeval.score(built, answered)
+    write_jsonl(files.judged, docs)  # one row per document: the per-example table (lm-eval's samples)
     metrics = lmeval.flat_metrics(scored)
     results = meta.results("lmeval", metrics, time.perf_counter() - t0, None)
     results["lmeval"] = {

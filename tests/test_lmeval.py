@@ -9,6 +9,7 @@ import pytest
 
 from hydra_eval.backends.fake import FakeBackend, FakeModelConfig
 from hydra_eval.errors import UserError
+from hydra_eval.outputs import read_jsonl
 from hydra_eval.pipeline import run
 from hydra_eval.records import GenerationRequest, LoglikelihoodRequest
 from hydra_eval.schema import Convention
@@ -56,7 +57,8 @@ class SameAnswers(LM):  # type: ignore[misc]
         raise NotImplementedError
 
 
-def test_lmeval_tasks_score_as_lm_evals_own_evaluator(compose_cfg, include_path):
+def test_lmeval_tasks_score_as_lm_evals_own_evaluator(compose_cfg, include_path, tmp_path):
+    tmp_out = tmp_path / "out"
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -77,7 +79,9 @@ def test_lmeval_tasks_score_as_lm_evals_own_evaluator(compose_cfg, include_path)
         task_manager=TaskManager(include_path=str(include_path)),
         limit=12,
         bootstrap_iters=0,
-    )["results"]
+        log_samples=True,
+    )
+    samples, theirs = theirs["samples"], theirs["results"]
     ours = results["metrics"]
     assert ours["truthfulqa_mc1/acc"] == pytest.approx(100 * theirs["truthfulqa_mc1"]["acc,none"], abs=1e-12)
     assert ours["truthfulqa_mc2/acc"] == pytest.approx(100 * theirs["truthfulqa_mc2"]["acc,none"], abs=1e-12)
@@ -85,6 +89,15 @@ def test_lmeval_tasks_score_as_lm_evals_own_evaluator(compose_cfg, include_path)
     assert ours["nq_open/exact_match,remove_whitespace"] == pytest.approx(100 * nq, abs=1e-12)
     assert results["n"] == 36 and results["lmeval"]["versions"]["truthfulqa_mc2"] == 3.0
     assert 0 < ours["truthfulqa_mc2/acc"] < 100  # the fake model's scores are not degenerate
+    # per document too: the job's per-example rows carry lm-eval's own per-sample metrics
+    docs = read_jsonl(tmp_out / "judged" / "fake" / "lmeval.jsonl")
+    assert len(docs) == 36
+    mine = {(d["task"], d["doc_id"]): d["metrics"] for d in docs}
+    for task, rows in samples.items():
+        for s in rows:
+            for key in s["metrics"]:
+                label = key if s["filter"] == "none" else f"{key},{s['filter']}"
+                assert mine[(task, s["doc_id"])][label] == s[key], (task, s["doc_id"], key)
 
 
 def test_a_rerun_reuses_every_answer(compose_cfg, include_path, caplog):
