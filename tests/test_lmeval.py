@@ -147,3 +147,57 @@ def test_named_sets_read_their_local_copies(compose_cfg, tmp_path):
     assert results is not None and results["dataset"] == "truthfulqa"
     assert {"truthfulqa_mc1/acc", "truthfulqa_mc2/acc"} <= set(results["metrics"])
     assert (tmp_path / "out" / "lmeval_local" / "tasks" / "truthfulqa_mc1.yaml").is_file()
+
+
+def _hub_num_bytes(path: Path) -> int:
+    """What a Hugging Face dataset card's num_bytes counts for these columns: each string's UTF-8 bytes + 4,
+    a list 4, each int64 8."""
+    import json
+
+    total = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        for key, value in json.loads(line).items():
+            if isinstance(value, str):
+                total += len(value.encode()) + 4
+            elif key == "choices":
+                total += 4 + sum(len(c.encode()) + 4 for c in value)
+            elif key == "gold":
+                total += 4 + 8 * len(value)
+    return total
+
+
+def test_agieval_copies_are_the_hub_datasets_byte_for_byte(tmp_path):
+    """The query is AGIEval's own zero-shot prompt, as hails/agieval-* hold it: the test split's num_bytes on
+    the hub cards (hails: sat-math, math, gaokao-mathcloze; dmayhem93, same data: gaokao-physics, -mathqa)."""
+    from hydra_eval.data.lmeval_local import agieval, lmeval_tasks_dir
+
+    (tmp_path / "tasks").mkdir()
+    assert (
+        agieval(DATA_DIR, tmp_path / "data", tmp_path / "tasks", lmeval_tasks_dir())
+        == "agieval: 21 tasks, 8269 rows"
+    )
+    cards = {"sat-math": 110388, "math": 226532, "gaokao-mathcloze": 24078}
+    cards |= {"gaokao-physics": 136757, "gaokao-mathqa": 140041}  # multi-answer golds: "AD", "A B D", lists
+    for name, num_bytes in cards.items():
+        assert _hub_num_bytes(tmp_path / "data" / "agieval" / f"{name}.jsonl") == num_bytes, name
+    assert (tmp_path / "tasks" / "agieval_sat_math.yaml").is_file()
+
+
+def test_named_agieval_and_race_run_lm_evals_tasks(compose_cfg, tmp_path):
+    import json
+
+    results = run(compose_cfg("model=fake", "dataset=race", "dataset.limit=2"), print_summary=False)
+    assert results is not None and {"race/acc", "race_middle/acc"} <= set(results["metrics"])
+    docs = read_jsonl(tmp_path / "out" / "judged" / "fake" / "race.jsonl")
+    assert [d["task"] for d in docs] == ["race", "race", "race_middle", "race_middle"]
+    first = json.loads((tmp_path / "out" / "lmeval_local" / "data" / "race" / "high.jsonl").open().readline())
+    files = sorted((DATA_DIR / "race" / "test" / "high").glob("*.txt"), key=lambda f: int(f.stem))
+    article = json.loads(files[0].read_text())  # numeric file order (the hub's order is not known offline)
+    assert first["article"] == article["article"] and docs[0]["prompt"].startswith(
+        "Article: " + article["article"]
+    )
+    # only the last question is scored; the earlier ones are in the prompt with their answers
+    assert article["questions"][-1].replace("_", "").strip()[:20] in docs[0]["prompt"]
+    results = run(compose_cfg("model=fake", "dataset=agieval", "dataset.limit=1"), print_summary=False)
+    assert results is not None and results["n"] == 21
+    assert {"agieval/acc", "agieval_math/acc", "agieval_logiqa_zh/acc_norm"} <= set(results["metrics"])

@@ -137,7 +137,75 @@ def cmmlu(data: Path, out: Path, tasks: Path, lm: Path) -> str:
     return f"cmmlu: {len(subjects)} subjects, {total} test rows"
 
 
-CONVERTERS = {"nq_open": nq_open, "truthfulqa": truthfulqa, "ceval": ceval, "cmmlu": cmmlu}
+# AGIEval v1 as hails/agieval-<name>: the `query` is AGIEval's own zero-shot prompt (its dataset_loader.py,
+# convert_zero_shot; the hub copies' sizes were checked byte for byte against this rendering of these files)
+AGIEVAL_EN = {"lsat-ar", "lsat-lr", "lsat-rc", "logiqa-en", "sat-math", "sat-en", "aqua-rat"}
+AGIEVAL_EN |= {"sat-en-without-passage", "gaokao-english"}
+AGIEVAL_CLOZE = {"math": ("Q: ", "\n", "A: The answer is"), "gaokao-mathcloze": ("问题：", "\n", "答案：")}
+
+
+def agieval_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
+    passage = r["passage"] or ""
+    if name in AGIEVAL_CLOZE:
+        q, nl, a = AGIEVAL_CLOZE[name]
+        return {"query": passage + q + r["question"] + nl + a, "answer": r["answer"]}
+    options = list(r["options"])
+    if name in AGIEVAL_EN:
+        last = "ABCDEFG"[(len(options) if len(options) != 1 else 5) - 1]
+        query = f"{passage}Q: {r['question']} Answer Choices: {' '.join(options)}\n"
+        query += f"A: Among A through {last}, the answer is"
+    else:
+        last = "ABCDEFG"[(len(options) if len(options) != 1 else 4) - 1]
+        query = f"{passage}问题：{r['question']} 选项：{' '.join(options)}\n答案：从A到{last}, 我们应选择"
+    labels = r["label"] if isinstance(r["label"], list) else list(r["label"])  # "AD" / "A B D": several answers
+    gold = [
+        "ABCDEFG".index(c) for c in labels if c in "ABCDEFG"
+    ]  # spaces, and jec-qa-ca's one stray "。", dropped
+    return {"query": query, "choices": options, "gold": gold}
+
+
+def agieval(data: Path, out: Path, tasks: Path, lm: Path) -> str:
+    total = 0
+    files = sorted((data / "agieval").glob("*.jsonl"))
+    for f in files:
+        name = f.stem
+        rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
+        path = out / "agieval" / f"{name}.jsonl"
+        total += write_jsonl(path, (agieval_row(name, r) for r in rows))
+        task = "agieval_" + name.replace("-", "_")
+        shadow(tasks, lm / "agieval" / f"{name}.yaml", task, {"test": str(path)})
+    return f"agieval: {len(files)} tasks, {total} rows"
+
+
+def race(data: Path, out: Path, tasks: Path, lm: Path) -> str:
+    """One document per article (EleutherAI/race's grouping: each article's questions in order, only the last
+    one scored, the earlier ones in the prompt), `problems` as the Python literal lm-eval parses. The hub's
+    document order (the RACE tarball's member order) is not known offline: files go in numeric order here.
+    `race` is high (all EleutherAI/race has); `race_middle` is the same task on middle."""
+    counts = []
+    for level in ("high", "middle"):
+        files = sorted((data / "race" / "test" / level).glob("*.txt"), key=lambda f: int(f.stem))
+        by_article: dict[str, list[dict[str, Any]]] = {}
+        for f in files:
+            d = json.loads(f.read_text(encoding="utf-8"))
+            problems = by_article.setdefault(d["article"], [])
+            for q, a, o in zip(d["questions"], d["answers"], d["options"], strict=True):
+                problems.append({"question": q, "answer": a, "options": o})
+        path = out / "race" / f"{level}.jsonl"
+        n = write_jsonl(path, ({"article": k, "problems": str(v)} for k, v in by_article.items()))
+        counts.append(f"{level} {n} articles")
+        shadow(tasks, lm / "race" / "race.yaml", "race" if level == "high" else "race_middle", {"test": str(path)})
+    return "race: " + ", ".join(counts)
+
+
+CONVERTERS = {
+    "nq_open": nq_open,
+    "truthfulqa": truthfulqa,
+    "ceval": ceval,
+    "cmmlu": cmmlu,
+    "agieval": agieval,
+    "race": race,
+}
 
 
 def prepare(names: Iterable[str], data_dir: Path, out: Path) -> Path:
@@ -167,7 +235,7 @@ def main() -> None:
     tasks = out / "tasks"
     tasks.mkdir(parents=True, exist_ok=True)
     lm = lmeval_tasks_dir()
-    for make in (nq_open, truthfulqa, ceval, cmmlu):
+    for make in CONVERTERS.values():
         print(make(a.data_dir, out / "data", tasks, lm))
     print(f"include_path: {tasks}")
 
