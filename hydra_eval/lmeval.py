@@ -5,7 +5,7 @@ group aggregation are its own, with `simple_evaluate`'s seeds. hydra-eval comput
 request becomes one of its typed requests, answered by the job's backend (batched, cached by content, saved in
 blocks), and the answers go back into lm-eval's instances for lm-eval to score. The sequence follows
 `lm_eval.evaluator.simple_evaluate` / `evaluate` (docs/lmeval-adapter-design.md, checked number for number).
-What the adapter does not cover yet is one error naming it: loglikelihood_rolling tasks, chat templates.
+What the adapter does not cover yet is one error naming it: sampled generation, chat templates.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from hydra_eval.schema import Convention, LmevalConfig
 
 # simple_evaluate's defaults (lm_eval/defaults.py): random 0, numpy / torch / few-shot 1234
 SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
-SUPPORTED = ("loglikelihood", "generate_until")
+SUPPORTED = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 
 
 @dataclass
@@ -159,6 +159,9 @@ def answer(backend: Backend, rows: Sequence[dict[str, Any]]) -> list[dict[str, A
     for group, responses in zip(groups, answers, strict=True):
         for r, resp in zip(group, responses, strict=True):
             out[r["idx"]] = {"resp": [[resp.logprob, resp.greedy]] * r["repeats"]}
+    rolling = [r for r in rows if r["type"] == "loglikelihood_rolling"]
+    for r, total in zip(rolling, backend.loglikelihood_rolling([r["args"][0] for r in rolling]), strict=True):
+        out[r["idx"]] = {"resp": [total] * r["repeats"]}
     generated = [r for r in rows if r["type"] == "generate_until"]
     requests = []
     for r in generated:

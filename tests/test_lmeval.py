@@ -201,3 +201,82 @@ def test_named_agieval_and_race_run_lm_evals_tasks(compose_cfg, tmp_path):
     results = run(compose_cfg("model=fake", "dataset=agieval", "dataset.limit=1"), print_summary=False)
     assert results is not None and results["n"] == 21
     assert {"agieval/acc", "agieval_math/acc", "agieval_logiqa_zh/acc_norm"} <= set(results["metrics"])
+
+
+@pytest.mark.parametrize("n_tokens", [0, 1, 5, 16, 17, 40, 65])
+def test_rolling_windows_are_lm_evals(n_tokens):
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    from hydra_eval.backends.tokenize import rolling_requests
+
+    tokens = list(range(100, 100 + n_tokens))
+    theirs = [
+        make_disjoint_window(w)
+        for w in get_rolling_token_windows(token_list=tokens, prefix_token=7, max_seq_len=16, context_len=1)
+    ]
+    mine = rolling_requests(tokens, 7, 16)
+    assert [(list(r.tokens[: r.score_from]), list(r.tokens[r.score_from :])) for r in mine] == [
+        (list(c), list(p)) for c, p in theirs
+    ]
+    assert all(len(r.tokens) <= 17 for r in mine)  # 16 model inputs, the last token predicted only
+
+
+def _pages_task(tmp_path: Path) -> Path:
+    """A user's own task YAML (include_path): lm-eval's wikitext perplexity task on local 'pages' (RACE
+    articles, long enough for several windows)."""
+    import json
+
+    from hydra_eval.data.lmeval_local import lmeval_tasks_dir
+
+    files = sorted((DATA_DIR / "race" / "test" / "high").glob("*.txt"))[:6]
+    pages = tmp_path / "pages.jsonl"
+    pages.write_text("".join(json.dumps({"page": json.loads(f.read_text())["article"]}) + "\n" for f in files))
+    tasks = tmp_path / "my_tasks"
+    tasks.mkdir()
+    (tasks / "pages_ppl.yaml").write_text(
+        f"include: {lmeval_tasks_dir() / 'wikitext' / 'wikitext.yaml'}\n"
+        "task: pages_ppl\ndataset_path: json\ndataset_name: null\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {pages}\n"
+        "training_split: null\nvalidation_split: null\ntest_split: test\n"
+    )
+    return tasks
+
+
+def test_rolling_loglikelihood_equals_lm_evals_hflm_on_the_same_model(compose_cfg, tmp_path):
+    """A loglikelihood_rolling task from a user's include_path: the adapter's windows and scores equal lm-eval's
+    own HFLM on the same in-process model (tiny_llama, 64-token windows so each page takes many)."""
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from hydra_eval.backends.tiny import load
+    from hydra_eval.config import typed
+
+    tasks = _pages_task(tmp_path)
+    cfg = compose_cfg(
+        "model=tiny_llama",
+        "model.max_seq_len=65",
+        "dataset=lmeval",
+        "dataset.lmeval.tasks=[pages_ppl]",
+        f"dataset.lmeval.include_path=[{tasks}]",
+    )
+    results = run(cfg, print_summary=False)
+    assert results is not None
+    model, tokenizer = load(typed(cfg).model)  # type: ignore[arg-type]
+    theirs = simple_evaluate(
+        model=HFLM(pretrained=model, tokenizer=tokenizer, max_length=64, batch_size=4),
+        tasks=["pages_ppl"],
+        task_manager=TaskManager(include_path=str(tasks)),
+        bootstrap_iters=0,
+    )["results"]["pages_ppl"]
+    ours = results["metrics"]
+    for metric in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+        assert ours[f"pages_ppl/{metric}"] == pytest.approx(theirs[f"{metric},none"], rel=1e-5), metric
+    assert ours["pages_ppl/word_perplexity"] > 1
+
+
+def test_served_models_refuse_rolling_in_one_line():
+    from hydra_eval.backends.api import ApiBackend, OpenAIModelConfig
+
+    with pytest.raises(UserError, match="rolling log-likelihood.*in-process"):
+        ApiBackend(OpenAIModelConfig(name="x")).loglikelihood_rolling(["text"])

@@ -33,6 +33,11 @@ class Backend(Protocol):
         first is scored)."""
         ...
 
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        """Total log-likelihood of each whole text (perplexity tasks), in windows of the model's length as
+        lm-eval's loglikelihood_rolling computes it; a backend that cannot raises a UserError saying so."""
+        ...
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """One response per request, in order."""
         ...

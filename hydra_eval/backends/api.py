@@ -188,6 +188,12 @@ class ApiBackend:
             i += len(g)
         return out
 
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        raise UserError(
+            f"model {self.served}: rolling log-likelihood (lm-eval's perplexity tasks) is not done by a served "
+            "model (model.api) yet: use an in-process model (e.g. model=smollm2_135m)"
+        )
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         """One request per prompt: chat messages to /chat/completions, raw prompts to /completions (or as
         given by model.api.endpoint); greedy at temperature 0, else sampled with the request's seed."""

@@ -71,6 +71,10 @@ class FakeBackend:
             out.append(scored)
         return out
 
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        self.tokens_computed += sum(_tokens(t) for t in texts)
+        return [self._logprob(t) * max(1, _tokens(t)) for t in texts]
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         out = []
         for r in requests:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hydra_eval.backends.local import LocalLM, Sampling
-from hydra_eval.backends.tokenize import ScoreRequest, prompt_ids, token_request
+from hydra_eval.backends.tokenize import ScoreRequest, prompt_ids, rolling_requests, token_request
 from hydra_eval.records import (
     Counters,
     GenerationRequest,
@@ -79,6 +79,22 @@ class InProcessBackend:
             ]
             for reqs, results in zip(tokens, self.lm.score_groups(tokens), strict=True)
         ]
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        """lm-eval's HFLM.loglikelihood_rolling: the text with the tokenizer's default special tokens (none
+        when it already starts with BOS), windows of max_seq_len - 1 inputs (truncation keeps max_seq_len
+        tokens, the last one predicted), each window scored on its own and summed."""
+        lm = self.lm
+        tok = lm.tokenizer
+        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        bos = tok.decode(prefix)
+        windows = [
+            rolling_requests(lm.encode(t, not (bos and t.startswith(bos))), prefix, self.cfg.max_seq_len - 1)
+            for t in texts
+        ]
+        flat = [[w] for ws in windows for w in ws]
+        scores = iter(group[0].logprob for group in lm.score_groups(flat))
+        return [sum(next(scores) for _ in ws) for ws in windows]
 
     def _encode_prompt(self, request: GenerationRequest) -> list[int]:
         return prompt_ids(request, self.lm.encode, self.lm.tokenizer)

@@ -53,6 +53,26 @@ def lmeval_request(context: str, continuation: str, encode: Encode, prefix_token
     return ScoreRequest(tokens=tuple(whole), score_from=n_context)
 
 
+def rolling_requests(tokens: list[int], prefix_token: int, max_len: int) -> list[ScoreRequest]:
+    """A whole text's tokens as disjoint scoring windows (lm-eval's get_rolling_token_windows with
+    context_len=1 and make_disjoint_window): the first window predicts the first max_len tokens after the
+    prefix token, each later one the next max_len tokens from the max_len tokens before them, so every token
+    is scored once. Each request is at most max_len + 1 tokens (max_len model inputs)."""
+    if not tokens:
+        return []
+    first = min(max_len, len(tokens))
+    out = [ScoreRequest(tokens=(prefix_token, *tokens[:first]), score_from=1)]
+    done = first
+    while done < len(tokens):
+        n = min(len(tokens) - done, max_len)  # pred_len = max_len - context_len + 1 = max_len
+        end = done + n
+        context = tokens[max(0, end - max_len - 1) : end - 1]
+        context = context[: len(context) - (n - 1)]  # make_disjoint_window: the context stops before the targets
+        out.append(ScoreRequest(tokens=(*context, *tokens[end - n : end]), score_from=len(context)))
+        done = end
+    return out
+
+
 def token_request(
     request: LoglikelihoodRequest, convention: Convention, encode: Encode, tokenizer: Any
 ) -> ScoreRequest:

@@ -239,6 +239,12 @@ class VllmBackend:
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         return prompt_ids(request, self._encode, self._tokenizer)
 
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        raise UserError(
+            f"model {self.cfg.name}: rolling log-likelihood (lm-eval's perplexity tasks) is not done by vLLM "
+            "yet: use an in-process model (e.g. model=smollm2_135m)"
+        )
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
