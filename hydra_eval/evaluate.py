@@ -31,16 +31,21 @@ log = logging.getLogger(__name__)
 def grouped_metrics(
     dataset: DatasetConfig, judge: Judge, rows: Sequence[Prediction], verdicts: Sequence[Verdict]
 ) -> dict[str, float]:
-    """Each metric again per group (MMLU: per subject), as '<metric>/<group>'."""
+    """Each metric again per group (MMLU: per subject), as '<metric>/<group>'; with dataset.group_average,
+    also their plain mean over the groups, '<metric>/naive_average'."""
     groups: dict[str, list[Verdict]] = {}
     for row, v in zip(rows, verdicts, strict=True):
         groups.setdefault(str(row.group), []).append(v)
-    return {
-        f"{name}/{group}": value
-        for group in sorted(groups)
-        for name, value in tasks.score(dataset, judge, groups[group]).items()
-        if not name.endswith("_stderr")
-    }
+    out: dict[str, float] = {}
+    per_metric: dict[str, list[float]] = {}
+    for group in sorted(groups):
+        for name, value in tasks.score(dataset, judge, groups[group]).items():
+            if not name.endswith("_stderr"):
+                out[f"{name}/{group}"] = value
+                per_metric.setdefault(name, []).append(value)
+    if dataset.group_average:
+        out.update({f"{name}/naive_average": sum(v) / len(v) for name, v in per_metric.items()})
+    return out
 
 
 def read_predictions(files: JobFiles, dataset: DatasetConfig) -> tuple[InferMeta, list[Prediction]]:

@@ -45,9 +45,9 @@ def shot_text(dataset: DatasetConfig, shot: Sample) -> str:
 
 
 def prefix(dataset: DatasetConfig, sample: Sample, shots: list[Sample]) -> str:
-    """Description, then the examples, each followed by the few-shot delimiter."""
+    """Description, then the examples, each followed by the few-shot delimiter, then the few-shot suffix."""
     head = render(dataset.description, sample) if dataset.description else ""
-    return head + examples(dataset, shots)
+    return head + examples(dataset, shots) + dataset.fewshot.suffix
 
 
 def examples(dataset: DatasetConfig, shots: Sequence[Sample]) -> str:
@@ -74,7 +74,8 @@ def gen_text(dataset: DatasetConfig, sample: Sample, shots: Sequence[Sample], sy
     """A raw (no chat template) generation prompt as lm-eval builds it: system prompt, the examples each
     followed by the few-shot delimiter, the question."""
     assert dataset.gen is not None
-    return system_text(dataset, sample, system) + examples(dataset, shots) + gen_prompt(dataset.gen, sample)
+    body = examples(dataset, shots) + dataset.fewshot.suffix + gen_prompt(dataset.gen, sample)
+    return system_text(dataset, sample, system) + body
 
 
 def gen_messages(
@@ -94,7 +95,7 @@ def gen_messages(
             messages.append(Message("assistant", render(gen.shot_answer, shot).lstrip()))
         messages.append(Message("user", question))
     else:
-        messages.append(Message("user", examples(dataset, shots) + question))
+        messages.append(Message("user", examples(dataset, shots) + dataset.fewshot.suffix + question))
     return tuple(messages)
 
 
@@ -133,8 +134,9 @@ def inference_settings(dataset: DatasetConfig) -> dict[str, Any]:
     settings[mode] = body
     if dataset.description:
         settings["description"] = dataset.description
-    if dataset.fewshot.k:
-        settings["fewshot"] = plain(dataset.fewshot)
+    fewshot = dataset.fewshot
+    if fewshot.k or fewshot.suffix:  # newer settings only when set: versions made before them stay the same
+        settings["fewshot"] = {k: v for k, v in plain(fewshot).items() if k not in ("suffix", "drop_to_fit") or v}
     return settings
 
 

@@ -199,6 +199,9 @@ class FewshotConfig:
     seed: int = 1234
     group_by: str | None = None  # a field the examples share with the question (MMLU: subject)
     delimiter: str = "\n\n"  # between examples, and before the question
+    suffix: str = ""  # after the examples (also with none), before the question (OpenCompass's end of examples)
+    drop_to_fit: bool = False  # drop the last example while a text has more tokens than model.max_seq_len
+    #   (OpenCompass's PPLInferencer; candidates in order, each keeping what the one before dropped)
 
 
 @dataclass
@@ -313,6 +316,8 @@ class DatasetConfig:
     fewshot: FewshotConfig = field(default_factory=FewshotConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     group_metrics_by: str | None = None  # also report each metric per value of this field (MMLU: subject)
+    group_average: bool = False  # and each metric's plain mean over those groups, '<metric>/naive_average'
+    #   (OpenCompass's ceval / cmmlu totals: subjects weigh the same whatever their size)
     subsets: list[str] = field(default_factory=list)  # only rows whose group_metrics_by field is one of these
     #   (BBH tasks, MMLU subjects, MMLU-Pro categories); empty: every row
     ppl: PplConfig | None = None

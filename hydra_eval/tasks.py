@@ -54,16 +54,33 @@ class LoglikelihoodTask:
 
     dataset: DatasetConfig
     ppl: PplConfig
+    max_seq_len: int | None = None  # the model's window: fewshot.drop_to_fit keeps each text within it
 
     @property
     def convention(self) -> str:
         return self.ppl.convention.value
 
+    def _pairs(self, backend: Backend, sample: Sample, shots: Sequence[Sample]) -> list[tuple[str, str]]:
+        pairs = prompts.ppl_candidates(self.ppl, sample, prompts.prefix(self.dataset, sample, list(shots)))
+        if not (self.dataset.fewshot.drop_to_fit and self.max_seq_len and shots):
+            return pairs
+        kept, out = list(shots), []
+        for j in range(len(pairs)):  # OpenCompass's PPLInferencer: label by label; what it dropped stays out
+            while True:
+                context, continuation = prompts.ppl_candidates(
+                    self.ppl, sample, prompts.prefix(self.dataset, sample, kept)
+                )[j]
+                n = backend.count_tokens([context + continuation])
+                if not kept or n is None or n[0] <= self.max_seq_len:
+                    break
+                kept = kept[:-1]
+            out.append((context, continuation))
+        return out
+
     def predict(
         self, backend: Backend, rows: Sequence[tuple[int, Sample]], shots: Sequence[Sequence[Sample]]
     ) -> list[Prediction]:
-        prefixes = [prompts.prefix(self.dataset, s, list(shot)) for (_, s), shot in zip(rows, shots, strict=True)]
-        pairs_of = [prompts.ppl_candidates(self.ppl, s, p) for (_, s), p in zip(rows, prefixes, strict=True)]
+        pairs_of = [self._pairs(backend, s, shot) for (_, s), shot in zip(rows, shots, strict=True)]
         groups = [[LoglikelihoodRequest(c, x) for c, x in pairs] for pairs in pairs_of]
         scored = backend.loglikelihood(groups, self.ppl.convention)
         out: list[Prediction] = []
@@ -250,7 +267,7 @@ def for_dataset(dataset: DatasetConfig, model: ModelConfig) -> Task:
     """The task a dataset config describes (the one place its mode becomes an object)."""
     if dataset.mode is DatasetMode.ppl:
         assert dataset.ppl is not None  # validate.check
-        return LoglikelihoodTask(dataset, dataset.ppl)
+        return LoglikelihoodTask(dataset, dataset.ppl, getattr(model, "max_seq_len", None))
     assert dataset.gen is not None
     return GenerationTask(dataset, dataset.gen, model)
 

@@ -177,7 +177,7 @@ def compare(a: argparse.Namespace) -> dict[str, Any]:
                         "metric": label,
                         "lmeval": 100 * v,
                         "hydra": ours[label],
-                        "equal": abs(100 * v - ours[label]) < 1e-9,
+                        "diff": ours[label] - 100 * v,
                     }
                 )
     return {"tasks": tasks, "aggregate": agg}
