@@ -255,6 +255,10 @@ def test_a_suite_expands_to_its_datasets(tmp_path):
     assert reasoning.returncode == 0, reasoning.stderr[-2000:]
     names = [line.split()[2] for line in reasoning.stdout.splitlines()[2:]]
     assert names == ["math500", "aime24", "aime25", "bbh", "ifeval", "mmlu_pro", "mbpp", "gsm8k"]
+    oc = hydra_eval("-m", "suite=opencompass_base", "dataset.execution.allow=true", "dry_run=true", tmp=tmp_path)
+    assert oc.returncode == 0, oc.stderr[-2000:]
+    names = [line.split()[2] for line in oc.stdout.splitlines()[2:]]
+    assert names[:5] == ["mmlu", "ceval_oc", "cmmlu_oc", "agieval", "race"] and len(names) == 14
     glob = hydra_eval("-m", "dataset=glob(arc_*)", "model=tiny_llama", "dry_run=true", tmp=tmp_path)
     assert [line.split()[2] for line in glob.stdout.splitlines()[2:]] == ["arc_challenge", "arc_easy"]
 
