@@ -219,7 +219,6 @@ def main() -> None:
     elif (a.out / "parity.json").is_file():
         report["runs"] = json.loads((a.out / "parity.json").read_text()).get("runs")
     report.update(compare(a))
-    (a.out / "parity.json").write_text(json.dumps(report, indent=1))
     print("| task | docs | same requests | same answers | same per-doc metrics | max abs ll diff |")
     print("|---|---|---|---|---|---|")
     for name, t in report["tasks"].items():
@@ -227,9 +226,18 @@ def main() -> None:
             f"| {name} | {t['docs']} | {t['same_args']} | {t['same_answers']} | {t['same_metrics']} "
             f"| {t['max_dll']:.1e} |"
         )
+    t = report["tasks"].values()
+    totals = {k: sum(x[k] for x in t) for k in ("docs", "same_args", "same_answers", "same_metrics", "requests")}
+    totals["max_dll"] = max((x["max_dll"] for x in t), default=0.0)
+    report["totals"] = totals
+    print(
+        f"| all ({totals['requests']} requests) | {totals['docs']} | {totals['same_args']} "
+        f"| {totals['same_answers']} | {totals['same_metrics']} | {totals['max_dll']:.1e} |"
+    )
     print("\n| metric | lm-eval | hydra-eval | difference |\n|---|---|---|---|")
     for m in report["aggregate"]:
         print(f"| {m['metric']} | {m['lmeval']:.4f} | {m['hydra']:.4f} | {m['diff']:.1e} |")
+    (a.out / "parity.json").write_text(json.dumps(report, indent=1))
     runs = report.get("runs") or {}
     if runs:
         lm, hy = runs["lmeval"], runs["hydra"]
