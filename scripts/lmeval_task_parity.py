@@ -73,7 +73,8 @@ def run_both(a: argparse.Namespace, include: Path) -> dict[str, Any]:
         "--model",
         "hf",
         "--model_args",
-        f"pretrained={model_dir()},gguf_file={GGUF},dtype=float32",
+        f"pretrained={model_dir()},gguf_file={GGUF},dtype=float32"
+        + (f",{a.lmeval_model_args}" if a.lmeval_model_args else ""),
         "--tasks",
         a.tasks,
         "--include_path",
@@ -195,6 +196,7 @@ def main() -> None:
     p.add_argument("--model", default="smollm2_135m")
     p.add_argument("--lmeval", default=str(ROOT.parent / "lmeval-venv" / "bin" / "lm_eval"))
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lmeval-model-args", default="", help="more --model_args for lm-eval, e.g. max_length=2047")
     p.add_argument("--pin", action="store_true", help="CPU 0 for lm-eval, CPU 1 for hydra-eval, 1 thread each")
     p.add_argument("--tol", type=float, default=1e-4, help="per-answer tolerance on log-likelihoods")
     p.add_argument("--compare-only", action="store_true")

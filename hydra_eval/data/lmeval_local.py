@@ -208,20 +208,28 @@ CONVERTERS = {
 }
 
 
+def converters() -> dict[str, Any]:
+    """These sets and lmeval_more's (arc, boolq, piqa, siqa, hellaswag, winogrande, lambada, gsm8k, bbh, ...)."""
+    from hydra_eval.data.lmeval_more import CONVERTERS as MORE
+
+    return {**CONVERTERS, **MORE}
+
+
 def prepare(names: Iterable[str], data_dir: Path, out: Path) -> Path:
     """Write the local copies of these sets under out/ and return the include_path folder (out/tasks)."""
-    unknown = [n for n in names if n not in CONVERTERS]
+    known = converters()
+    unknown = [n for n in names if n not in known]
     if unknown:
         from hydra_eval.errors import UserError
 
         raise UserError(
-            f"dataset.lmeval.local: no local copy for {', '.join(unknown)} (known: {', '.join(CONVERTERS)})"
+            f"dataset.lmeval.local: no local copy for {', '.join(unknown)} (known: {', '.join(known)})"
         )
     tasks = out / "tasks"
     tasks.mkdir(parents=True, exist_ok=True)
     lm = lmeval_tasks_dir()
     for name in names:
-        CONVERTERS[name](data_dir, out / "data", tasks, lm)
+        known[name](data_dir, out / "data", tasks, lm)
     return tasks
 
 
@@ -235,7 +243,7 @@ def main() -> None:
     tasks = out / "tasks"
     tasks.mkdir(parents=True, exist_ok=True)
     lm = lmeval_tasks_dir()
-    for make in CONVERTERS.values():
+    for make in converters().values():
         print(make(a.data_dir, out / "data", tasks, lm))
     print(f"include_path: {tasks}")
 
