@@ -10,12 +10,13 @@ What the adapter does not cover yet is one error naming it: sampled generation, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,11 +82,13 @@ def build(cfg: LmevalConfig, limit: int | None, local_tasks: str | None = None) 
             "(lm_eval --tasks list shows them; your own YAMLs: dataset.lmeval.include_path=[folder])"
         )
     try:
-        loaded = manager.load(list(cfg.tasks))
+        with _hub_dirs(cfg.hub_dirs):
+            loaded = manager.load(list(cfg.tasks))
     except ConnectionError as e:
         raise UserError(
             f"dataset.lmeval.tasks={','.join(cfg.tasks)}: {str(e).splitlines()[0]}; point the task at local files "
-            "(scripts/lmeval_local_tasks.py writes an include_path for them) or set dataset.lmeval.allow_hub=true"
+            "(dataset.lmeval.hub_dirs=['<hub id>=<folder>'], or an include_path as scripts/lmeval_local_tasks.py "
+            "writes) or set dataset.lmeval.allow_hub=true"
         ) from None
     limits: dict[str, int | None] = {}
     for name, task in loaded["tasks"].items():
@@ -110,6 +113,34 @@ def build(cfg: LmevalConfig, limit: int | None, local_tasks: str | None = None) 
             system_instruction=None,
         )
     return Built(loaded, limits)
+
+
+@contextlib.contextmanager
+def _hub_dirs(entries: Sequence[str]) -> Iterator[None]:
+    """While lm-eval loads its tasks, datasets.load_dataset reads each mapped hub id from its local folder."""
+    import datasets
+
+    mapping = {}
+    for entry in entries:
+        hub_id, sep, folder = entry.partition("=")
+        if not sep or not hub_id or not folder:
+            raise UserError(f"dataset.lmeval.hub_dirs: {entry!r} is not '<hub dataset id>=<local folder>'")
+        if not os.path.isdir(folder):
+            raise UserError(f"dataset.lmeval.hub_dirs: {hub_id} -> {folder}: no such folder")
+        mapping[hub_id] = folder
+    if not mapping:
+        yield
+        return
+    original = datasets.load_dataset
+
+    def load_dataset(path: str, *args: Any, **kwargs: Any) -> Any:
+        return original(mapping.get(path, path), *args, **kwargs)
+
+    datasets.load_dataset = load_dataset
+    try:
+        yield
+    finally:
+        datasets.load_dataset = original
 
 
 def version(cfg: LmevalConfig, built: Built) -> str:
@@ -153,15 +184,20 @@ def answer(backend: Backend, rows: Sequence[dict[str, Any]]) -> list[dict[str, A
     for r in scored:
         by_doc[(r["task"], r["doc_id"])].append(r)
     groups = list(by_doc.values())
-    answers = backend.loglikelihood(
-        [[LoglikelihoodRequest(r["args"][0], r["args"][1]) for r in g] for g in groups], Convention.lmeval
+    answers = (
+        []
+        if not groups
+        else backend.loglikelihood(
+            [[LoglikelihoodRequest(r["args"][0], r["args"][1]) for r in g] for g in groups], Convention.lmeval
+        )
     )
     for group, responses in zip(groups, answers, strict=True):
         for r, resp in zip(group, responses, strict=True):
             out[r["idx"]] = {"resp": [[resp.logprob, resp.greedy]] * r["repeats"]}
     rolling = [r for r in rows if r["type"] == "loglikelihood_rolling"]
-    for r, total in zip(rolling, backend.loglikelihood_rolling([r["args"][0] for r in rolling]), strict=True):
-        out[r["idx"]] = {"resp": [total] * r["repeats"]}
+    if rolling:  # only then: backends that cannot (served models) refuse whatever they are given
+        for r, total in zip(rolling, backend.loglikelihood_rolling([r["args"][0] for r in rolling]), strict=True):
+            out[r["idx"]] = {"resp": [total] * r["repeats"]}
     generated = [r for r in rows if r["type"] == "generate_until"]
     requests = []
     for r in generated:
@@ -208,11 +244,21 @@ def score(built: Built, answered: Sequence[dict[str, Any]]) -> tuple[dict[str, A
                 for metric, value in metrics.items():
                     raw[(metric, key)].append(value)
                     label = metric if key == "none" else f"{metric},{key}"
-                    row["metrics"][label] = value if isinstance(value, int | float | str) else repr(value)
+                    row["metrics"][label] = _plain(value)
         docs.extend(rows[d] for d in sorted(rows))
         acc[name] = {"task": task, "raw_metrics": raw, "logged_samples": []}
     out: dict[str, Any] = _process_results(acc, built.loaded.get("groups", {}), 0)._to_eval_results()
     return out, docs
+
+
+def _plain(value: Any) -> Any:
+    """A per-document metric as JSON: numbers and strings as they are, tuples (perplexity's (ll, words)) as
+    lists, anything else as its repr."""
+    if isinstance(value, int | float | str | None):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return repr(value)
 
 
 def _doc_row(name: str, doc_id: int, task: Any, doc: Any, insts: list[Any]) -> dict[str, Any]:

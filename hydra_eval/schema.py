@@ -278,7 +278,9 @@ class LmevalConfig:
     num_fewshot: int | None = None  # null: each task's own
     allow_hub: bool = False  # false: the HF hub is off (a task whose data is not local fails at once)
     local: list[str] = field(default_factory=list)  # sets copied from paths.data_dir into the job's folder for
-    #   lm-eval's tasks to read (hydra_eval/data/lmeval_local.py: nq_open, truthfulqa, ceval, cmmlu)
+    #   lm-eval's tasks to read (hydra_eval/data/lmeval_local.py: nq_open, truthfulqa, ceval, cmmlu, ...)
+    hub_dirs: list[str] = field(default_factory=list)  # "<hub dataset id>=<folder>": a task's hub dataset read
+    #   from a local folder in the hub's layout (a clone of the dataset repo) instead of the hub
 
 
 @dataclass

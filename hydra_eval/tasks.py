@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from hydra_eval import judges, metrics, prompts, reasoning, sampling
 from hydra_eval.backends import Backend
+from hydra_eval.errors import UserError
 from hydra_eval.records import (
     GenerationRequest,
     GenerationResponse,
@@ -70,8 +71,12 @@ class LoglikelihoodTask:
                 context, continuation = prompts.ppl_candidates(
                     self.ppl, sample, prompts.prefix(self.dataset, sample, kept)
                 )[j]
-                n = backend.count_tokens([context + continuation])
-                if not kept or n is None or n[0] <= self.max_seq_len:
+                n = backend.count_tokens([context + continuation], special=True)  # as OpenCompass counts
+                if n is None:
+                    raise UserError(
+                        "dataset.fewshot.drop_to_fit needs the model's tokenizer here (not a served model)"
+                    )
+                if not kept or n[0] <= self.max_seq_len:
                     break
                 kept = kept[:-1]
             out.append((context, continuation))

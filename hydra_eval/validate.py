@@ -61,6 +61,10 @@ def check(cfg: DictConfig | Config) -> None:
     _at_least(cfg.max_partition_size, 1, "max_partition_size", none_means="no sharding")
     _at_least(cfg.checkpoint_every, 1, "checkpoint_every")
     _at_least(cfg.retry, 0, "retry")
+    if dataset.fewshot.drop_to_fit and dataset.mode is not DatasetMode.ppl:
+        raise UserError("dataset.fewshot.drop_to_fit is OpenCompass's ppl rule: only for mode=ppl datasets")
+    if dataset.group_average and not dataset.group_metrics_by:
+        raise UserError("dataset.group_average averages the groups of dataset.group_metrics_by: set that too")
     if dataset.gen is not None:
         _check_gen(dataset.gen)
         if dataset.gen.turns_field:

@@ -112,7 +112,7 @@ def close(x: Any, y: Any, tol: float) -> bool:
     if isinstance(x, bool) or isinstance(y, bool) or isinstance(x, str) or isinstance(y, str):
         return bool(x == y)
     if isinstance(x, int | float) and isinstance(y, int | float):
-        return (math.isnan(x) and math.isnan(y)) or abs(float(x) - float(y)) <= tol
+        return (math.isnan(x) and math.isnan(y)) or abs(float(x) - float(y)) <= tol * max(1.0, abs(float(x)))
     if isinstance(x, list | tuple) and isinstance(y, list | tuple):
         return len(x) == len(y) and all(close(u, v, tol) for u, v in zip(x, y, strict=True))
     return bool(x == y)
@@ -165,22 +165,12 @@ def compare(a: argparse.Namespace) -> dict[str, Any]:
             if filt == sorted(mine[key]["filtered"])[0]:
                 t["same_answers"] += same
                 t["same_metrics"] += metrics_same
-    agg = []
-    for name, values in results["results"].items():
-        for k, v in values.items():
-            if not isinstance(v, int | float) or isinstance(v, bool) or "_stderr" in k or k == "samples":
-                continue
-            metric, _, filt = k.partition(",")
-            label = f"{name}/{metric}" if filt in ("", "none") else f"{name}/{metric},{filt}"
-            if label in ours:
-                agg.append(
-                    {
-                        "metric": label,
-                        "lmeval": 100 * v,
-                        "hydra": ours[label],
-                        "diff": ours[label] - 100 * v,
-                    }
-                )
+    from hydra_eval.lmeval import flat_metrics  # lm-eval's results named and scaled as hydra-eval's
+
+    theirs = flat_metrics(results)
+    agg = [
+        {"metric": k, "lmeval": v, "hydra": ours[k], "diff": ours[k] - v} for k, v in theirs.items() if k in ours
+    ]
     return {"tasks": tasks, "aggregate": agg}
 
 
@@ -198,7 +188,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lmeval-model-args", default="", help="more --model_args for lm-eval, e.g. max_length=2047")
     p.add_argument("--pin", action="store_true", help="CPU 0 for lm-eval, CPU 1 for hydra-eval, 1 thread each")
-    p.add_argument("--tol", type=float, default=1e-4, help="per-answer tolerance on log-likelihoods")
+    p.add_argument("--tol", type=float, default=1e-4, help="per-answer tolerance (relative above 1) on numbers")
     p.add_argument("--compare-only", action="store_true")
     p.add_argument("override", nargs="*", help="extra hydra-eval overrides")
     a = p.parse_args()

@@ -59,13 +59,12 @@ def data_folder(name: str, source: Path, tmp: Path) -> Path:
 
 def render(name: str, data: Path, out: Path) -> None:
     """Every row's four label prompts as OpenCompass's retriever and template make them (no model)."""
+    import opencompass
     from mmengine.config import Config
     from opencompass.models.base import LMTemplateParser
     from opencompass.openicl.icl_prompt_template import PromptTemplate
     from opencompass.openicl.icl_retriever import FixKRetriever
     from opencompass.utils import build_dataset_from_cfg
-
-    import opencompass
 
     base = Path(opencompass.__file__).parent / "configs" / "datasets" / name / f"{name}_ppl.py"
     parser = LMTemplateParser()
@@ -98,7 +97,9 @@ def collect(work_dir: Path) -> None:
         accs[f.stem.split("-", 1)[1]] = json.loads(f.read_text())["accuracy"]
     for f in sorted((latest / "predictions" / "smollm2_135m").glob("*.json")):
         for i, r in sorted(json.loads(f.read_text()).items(), key=lambda kv: int(kv[0])):
-            rows.append({"subject": f.stem.split("-", 1)[1], "i": int(i), "gold": r["gold"], "pred": r["prediction"]})
+            rows.append(
+                {"subject": f.stem.split("-", 1)[1], "i": int(i), "gold": r["gold"], "pred": r["prediction"]}
+            )
     (work_dir / "rows.json").write_text(json.dumps({"accuracy": accs, "rows": rows}, ensure_ascii=False, indent=0))
     for subject, acc in accs.items():
         print(f"{subject}: {acc:.4f}")

@@ -273,6 +273,9 @@ def test_rolling_loglikelihood_equals_lm_evals_hflm_on_the_same_model(compose_cf
     for metric in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
         assert ours[f"pages_ppl/{metric}"] == pytest.approx(theirs[f"{metric},none"], rel=1e-5), metric
     assert ours["pages_ppl/word_perplexity"] > 1
+    docs = read_jsonl(tmp_path / "out" / "judged" / "tiny_llama" / "lmeval.jsonl")
+    loglik, words = docs[0]["metrics"]["word_perplexity"]  # lm-eval's (ll, n_words) as numbers, not a repr
+    assert loglik < 0 and words == len(docs[0]["target"].split())
 
 
 def test_served_models_refuse_rolling_in_one_line():
@@ -280,3 +283,37 @@ def test_served_models_refuse_rolling_in_one_line():
 
     with pytest.raises(UserError, match="rolling log-likelihood.*in-process"):
         ApiBackend(OpenAIModelConfig(name="x")).loglikelihood_rolling(["text"])
+
+
+def test_a_hub_dataset_reads_a_local_folder_in_the_hubs_layout(compose_cfg, include_path, tmp_path):
+    """dataset.lmeval.hub_dirs: lm-eval's own truthfulqa_mc1 (no shadow YAML) reads truthfulqa/truthful_qa from
+    a folder laid out as the hub repo (README configs, <config>/<split> files); a bad entry is one line."""
+    repo = tmp_path / "truthful_qa"
+    (repo / "multiple_choice").mkdir(parents=True)
+    rows = (include_path.parent / "data" / "truthfulqa" / "validation.jsonl").read_text().splitlines()
+    (repo / "multiple_choice" / "validation.jsonl").write_text("\n".join(rows[:5]) + "\n")
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n- config_name: multiple_choice\n  data_files:\n  - split: validation\n"
+        "    path: multiple_choice/validation.jsonl\n---\n"
+    )
+    args = ("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[truthfulqa_mc1]")
+    results = run(compose_cfg(*args, f"dataset.lmeval.hub_dirs=['truthfulqa/truthful_qa={repo}']"), False)
+    assert results is not None and results["n"] == 5  # all the folder has: it was read, not the hub
+    with pytest.raises(UserError, match="hub_dirs: 'truthfulqa' is not"):
+        run(compose_cfg(*args, "dataset.lmeval.hub_dirs=[truthfulqa]"), print_summary=False)
+    with pytest.raises(UserError, match="no such folder"):
+        run(compose_cfg(*args, f"dataset.lmeval.hub_dirs=['truthfulqa/truthful_qa={repo}/nope']"), False)
+
+
+def test_backends_without_rolling_still_run_other_tasks():
+    """A served model refuses rolling log-likelihood; lm-eval's other request types must not ask it."""
+    from hydra_eval import lmeval
+
+    class NoRolling(FakeBackend):
+        def loglikelihood_rolling(self, texts):  # type: ignore[no-untyped-def]
+            raise UserError("no rolling here")
+
+    rows = [{"idx": 0, "task": "t", "doc_id": 0, "choice": 0, "type": "generate_until", "repeats": 1,
+             "args": ["Q: x?\nA:", {"until": ["\n"]}]}]  # fmt: skip
+    out = lmeval.answer(NoRolling(FakeModelConfig(name="fake")), rows)
+    assert isinstance(out[0]["resp"][0], str)

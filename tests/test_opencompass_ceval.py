@@ -79,3 +79,39 @@ def test_the_total_is_the_plain_mean_of_the_subjects(compose_cfg):
     subjects = [m["accuracy/logic"], m["accuracy/middle_school_geography"]]
     assert m["accuracy/naive_average"] == pytest.approx(sum(subjects) / 2)
     assert results["n"] == 12 + 22  # sizes differ: the pooled accuracy weighs logic more
+
+
+def test_tokens_are_counted_as_the_text_is_scored_with_special_tokens(compose_cfg):
+    """OpenCompass counts a prompt's tokens with the tokenizer's special tokens (a BOS counts); so does the
+    drop rule, through the backend, or a text one token short of the limit would keep an example it drops."""
+    from hydra_eval.config import typed
+    from hydra_eval.tasks import LoglikelihoodTask
+
+    class WithBos(FakeBackend):
+        def count_tokens(self, texts, special=False):  # type: ignore[no-untyped-def]
+            return [len(t.split()) + int(special) for t in texts]
+
+    dataset = typed(compose_cfg("model=fake", "dataset=ceval_oc")).dataset
+    assert dataset.ppl is not None
+    shots = [Sample(id=f"s{i}", fields=_fields("shot zz"), gold=0) for i in range(2)]
+    question = Sample(id="q", fields=_fields("what"), gold=1)
+    backend = WithBos(FakeModelConfig(name="fake"))
+    context, continuation = LoglikelihoodTask(dataset, dataset.ppl, None)._pairs(backend, question, shots)[0]
+    words = len((context + continuation).split())  # the whole text without the BOS: exactly at the limit
+    pairs = LoglikelihoodTask(dataset, dataset.ppl, max_seq_len=words)._pairs(backend, question, shots)
+    assert all((c + x).count(" zz\n") == 1 for c, x in pairs)  # with its BOS it is one over: an example goes
+
+
+def test_bad_settings_and_rows_are_one_line(compose_cfg, tmp_path):
+    from hydra_eval.data.ceval_oc import record_to_sample
+    from hydra_eval.errors import UserError
+
+    with pytest.raises(UserError, match="drop_to_fit is OpenCompass's ppl rule"):
+        run(compose_cfg("model=fake", "dataset=gsm8k", "dataset.fewshot.drop_to_fit=true"), print_summary=False)
+    with pytest.raises(UserError, match="group_average averages the groups"):
+        run(compose_cfg("model=fake", "dataset=piqa", "dataset.group_average=true"), print_summary=False)
+    entry = {"question": "q", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "AB"}
+    with pytest.raises(UserError, match="'AB' is not one of A-D"):
+        record_to_sample({"subject": "logic", "entry": entry}, 0)
+    with pytest.raises(UserError, match="no data for dataset 'cmmlu_oc'"):
+        run(compose_cfg("model=fake", "dataset=cmmlu_oc", f"paths.data_dir={tmp_path}"), print_summary=False)

@@ -42,9 +42,10 @@ class Backend(Protocol):
         """One response per request, in order."""
         ...
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
-        """Tokens of each text by the model's tokenizer (reasoning and answer lengths); None where the
-        tokenizer is not here (a served model)."""
+    def count_tokens(self, texts: Sequence[str], special: bool = False) -> list[int] | None:
+        """Tokens of each text by the model's tokenizer (reasoning and answer lengths; with special=True the
+        tokenizer's special tokens too, as a whole text is scored); None where the tokenizer is not here (a
+        served model)."""
         ...
 
     def identity(self) -> dict[str, object]:

@@ -216,7 +216,7 @@ class ApiBackend:
             )
         return out
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+    def count_tokens(self, texts: Sequence[str], special: bool = False) -> list[int] | None:
         return None  # the tokenizer is the server's
 
     def _chat(self, request: GenerationRequest) -> bool:

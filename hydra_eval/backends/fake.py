@@ -89,7 +89,7 @@ class FakeBackend:
             out.append(GenerationResponse(text, reason, _tokens(r.text), _tokens(text)))
         return out
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+    def count_tokens(self, texts: Sequence[str], special: bool = False) -> list[int] | None:
         return [len(t.split()) for t in texts]
 
 

@@ -113,8 +113,8 @@ class InProcessBackend:
                 out[i] = response
         return [r for r in out if r is not None]
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
-        return self.lm.count_tokens(texts)
+    def count_tokens(self, texts: Sequence[str], special: bool = False) -> list[int] | None:
+        return self.lm.count_tokens(texts, special)
 
     def close(self) -> None:
         self._lm = None  # the weights go with the last reference

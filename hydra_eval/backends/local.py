@@ -147,8 +147,8 @@ class LocalLM:
             greedy.append(logits.gather(1, target).squeeze(1) >= logits.amax(dim=-1))
         return torch.cat(logprobs), torch.cat(greedy)
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(self.encode(t, add_special_tokens=False)) if t else 0 for t in texts]
+    def count_tokens(self, texts: Sequence[str], special: bool = False) -> list[int]:
+        return [len(self.encode(t, add_special_tokens=special)) if t or special else 0 for t in texts]
 
     def generate(
         self,

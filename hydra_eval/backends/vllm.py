@@ -283,10 +283,10 @@ class VllmBackend:
 
             gc.collect()
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+    def count_tokens(self, texts: Sequence[str], special: bool = False) -> list[int] | None:
         if self._tokenizer is None:
             self._load()
-        return [len(self._encode(t, False)) if t else 0 for t in texts]
+        return [len(self._encode(t, special)) if t or special else 0 for t in texts]
 
 
 def build(cfg: VllmModelConfig, env: BackendEnv) -> VllmBackend:

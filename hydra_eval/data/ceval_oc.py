@@ -54,8 +54,11 @@ def read_cmmlu(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
     split = files["split"]
     rows = []
     for subject in subjects()["cmmlu"]:
-        _, *records = _read(directory / split / f"{subject}.csv")
-        for rec in records:
+        path = directory / split / f"{subject}.csv"
+        _, *records = _read(path)
+        for lineno, rec in enumerate(records, 2):
+            if len(rec) < 7:
+                raise UserError(f"{path}:{lineno}: malformed row, expected index, question, A-D, answer")
             entry = dict(zip(("question", "A", "B", "C", "D", "answer"), rec[1:7], strict=True))
             rows.append({"subject": subject, "entry": entry})
     return rows
@@ -77,7 +80,7 @@ def cascade(entry: dict[str, Any]) -> dict[str, str]:
 def record_to_sample(row: dict[str, Any], index: int) -> Sample:
     entry, subject = row["entry"], row["subject"]
     answer = str(entry.get("answer", ""))
-    if answer not in LETTERS or not answer:
+    if answer not in tuple(LETTERS):
         raise UserError(f"{subject} row {index + 1}: answer {answer!r} is not one of A-D")
     names = subjects()
     zh = names["ceval"][subject][1] if subject in names["ceval"] else names["cmmlu"][subject]

@@ -38,6 +38,15 @@ def lmeval_tasks_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "tasks"
 
 
+def need(path: Path) -> Path:
+    """The data directory's file or folder, or one line saying it is missing."""
+    if not path.exists():
+        from hydra_eval.errors import UserError
+
+        raise UserError(f"missing data {path} (paths.data_dir / HYDRA_EVAL_DATA_DIR)")
+    return path
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -73,7 +82,9 @@ def shadow(tasks: Path, builtin: Path, name: str, data_files: dict[str, str]) ->
 
 
 def nq_open(data: Path, out: Path, tasks: Path, lm: Path) -> str:
-    rows = [json.loads(x) for x in (data / "nq_open" / "NQ-open.dev.jsonl").read_text().splitlines() if x.strip()]
+    rows = [
+        json.loads(x) for x in need(data / "nq_open" / "NQ-open.dev.jsonl").read_text().splitlines() if x.strip()
+    ]
     n = write_jsonl(
         out / "nq_open" / "validation.jsonl", ({"question": r["question"], "answer": r["answer"]} for r in rows)
     )
@@ -83,7 +94,7 @@ def nq_open(data: Path, out: Path, tasks: Path, lm: Path) -> str:
 
 
 def truthfulqa(data: Path, out: Path, tasks: Path, lm: Path) -> str:
-    raw = json.loads((data / "truthfulqa" / "v1" / "mc_task.json").read_text(encoding="utf-8"))
+    raw = json.loads(need(data / "truthfulqa" / "v1" / "mc_task.json").read_text(encoding="utf-8"))
 
     def targets(d: dict[str, int]) -> dict[str, list[Any]]:
         return {"choices": list(d), "labels": [int(v) for v in d.values()]}
@@ -105,7 +116,7 @@ def truthfulqa(data: Path, out: Path, tasks: Path, lm: Path) -> str:
 
 def ceval(data: Path, out: Path, tasks: Path, lm: Path) -> str:
     total = 0
-    subjects = sorted(p.name.removesuffix("_val.csv") for p in (data / "ceval" / "val").glob("*_val.csv"))
+    subjects = sorted(p.name.removesuffix("_val.csv") for p in need(data / "ceval" / "val").glob("*_val.csv"))
     for subject in subjects:
         files = {}
         for split in ("val", "dev"):
@@ -122,7 +133,7 @@ def ceval(data: Path, out: Path, tasks: Path, lm: Path) -> str:
 
 def cmmlu(data: Path, out: Path, tasks: Path, lm: Path) -> str:
     total = 0
-    subjects = sorted(p.stem for p in (data / "cmmlu" / "test").glob("*.csv"))
+    subjects = sorted(p.stem for p in need(data / "cmmlu" / "test").glob("*.csv"))
     for subject in subjects:
         files = {}
         for split in ("test", "dev"):
@@ -166,7 +177,7 @@ def agieval_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
 
 def agieval(data: Path, out: Path, tasks: Path, lm: Path) -> str:
     total = 0
-    files = sorted((data / "agieval").glob("*.jsonl"))
+    files = sorted(need(data / "agieval").glob("*.jsonl"))
     for f in files:
         name = f.stem
         rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -184,7 +195,8 @@ def race(data: Path, out: Path, tasks: Path, lm: Path) -> str:
     `race` is high (all EleutherAI/race has); `race_middle` is the same task on middle."""
     counts = []
     for level in ("high", "middle"):
-        files = sorted((data / "race" / "test" / level).glob("*.txt"), key=lambda f: int(f.stem))
+        found = need(data / "race" / "test" / level).glob("*.txt")
+        files = sorted(found, key=lambda f: (int(f.stem) if f.stem.isdigit() else 10**12, f.stem))
         by_article: dict[str, list[dict[str, Any]]] = {}
         for f in files:
             d = json.loads(f.read_text(encoding="utf-8"))

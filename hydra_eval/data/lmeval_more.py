@@ -27,16 +27,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hydra_eval.data.lmeval_local import ROOT, lmeval_tasks_dir, shadow, write_jsonl
+from hydra_eval.data.lmeval_local import ROOT, lmeval_tasks_dir, need, shadow, write_jsonl
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [json.loads(x) for x in need(path).read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 def read_labels(path: Path, n: int) -> list[str]:
     """A labels file: one label a line, aligned with its data file's n rows."""
-    labels = path.read_text(encoding="utf-8").split()
+    labels = need(path).read_text(encoding="utf-8").split()
     if len(labels) != n:
         raise ValueError(f"{path}: {len(labels)} labels for {n} rows")
     return labels
@@ -241,7 +241,7 @@ def bbh(data: Path, out: Path, tasks: Path, lm: Path) -> str:
     variants bbh_<variant>_<subtask> (few-shot exemplars are in lm-eval's YAMLs; the groups bbh_cot_fewshot etc.
     then find their local members by name)."""
     total = 0
-    subtasks = sorted(p.stem for p in (data / "bbh" / "bbh").glob("*.json"))
+    subtasks = sorted(p.stem for p in need(data / "bbh" / "bbh").glob("*.json"))
     for subtask in subtasks:
         raw = json.loads((data / "bbh" / "bbh" / f"{subtask}.json").read_text(encoding="utf-8"))
         path = out / "bbh" / f"{subtask}.jsonl"
@@ -258,7 +258,8 @@ def race_pages(data: Path, out: Path, tasks: Path, lm: Path) -> str:
     bits_per_byte) on local long documents, as task `wikitext_race_pages`: no wikitext here, so each `page` is
     8 consecutive RACE-high articles (files in numeric order) joined by blank lines, a few thousand tokens each,
     long enough for several windows. Its own task name: these are not wikitext's numbers."""
-    files = sorted((data / "race" / "test" / "high").glob("*.txt"), key=lambda f: int(f.stem))
+    found = need(data / "race" / "test" / "high").glob("*.txt")
+    files = sorted(found, key=lambda f: (int(f.stem) if f.stem.isdigit() else 10**12, f.stem))
     articles = [json.loads(f.read_text(encoding="utf-8"))["article"] for f in files]
     pages = ["\n\n".join(articles[i : i + 8]) for i in range(0, len(articles), 8)]
     path = out / "race_pages" / "test.jsonl"
