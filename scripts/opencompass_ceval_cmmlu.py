@@ -106,6 +106,32 @@ def collect(work_dir: Path) -> None:
     print(f"naive_average: {sum(accs.values()) / len(accs):.4f} over {len(accs)} subjects, {len(rows)} rows")
 
 
+def compare(work_dir: Path, judged: Path) -> None:
+    """OpenCompass's predictions (rows.json) against hydra-eval's judged rows of the same subjects: the same
+    label picked, and the largest difference of the per-label scores (OpenCompass's PPL is the mean token
+    NLL, hydra-eval's `scores`)."""
+    import ast
+
+    latest = sorted(p for p in work_dir.iterdir() if p.is_dir())[-1]
+    mine: dict[str, list[dict]] = {}
+    for line in judged.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        mine.setdefault(r["id"].split("/")[0], []).append(r)
+    same = total = 0
+    worst = 0.0
+    for f in sorted((latest / "predictions" / "smollm2_135m").glob("*.json")):
+        subject = f.stem.split("-", 1)[1]
+        for i, r in json.loads(f.read_text()).items():
+            ours = mine[subject][int(i)]
+            total += 1
+            same += "ABCD"[ours["pred"]] == r["prediction"]
+            for j, label in enumerate("ABCD"):
+                info = r[f"label: {label}"]
+                ppl = (info if isinstance(info, dict) else ast.literal_eval(info))["PPL"]
+                worst = max(worst, abs(float(ppl) - ours["scores"][j]))
+    print(f"same prediction on {same} of {total} rows; largest per-label score difference {worst:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=["ceval", "cmmlu"])
@@ -114,7 +140,11 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/opencompass"))
     parser.add_argument("--render", type=Path, help="write OpenCompass's prompts for every row here, no model")
     parser.add_argument("--stats", type=Path, default=None, help="write scoring time and token counts here")
+    parser.add_argument("--compare", type=Path, help="hydra-eval judged/<model>/<dataset>.jsonl: compare per row")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.work_dir, args.compare)
+        return
     source = Path(args.data_dir).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         data = data_folder(args.name, source, Path(tmp))
