@@ -36,6 +36,9 @@ with read_base():
 
 wanted = {subjects!r}
 datasets = [dict(d, path={data!r}) for d in {name}_datasets if not wanted or d['abbr'].split('-', 1)[1] in wanted]
+for d in datasets:
+    if {limit!r}:
+        d['reader_cfg'] = dict(d['reader_cfg'], test_range='[0:{limit}]')
 models = [dict(
     type=HuggingFaceBaseModel, abbr='smollm2_135m', path={model!r},
     model_kwargs=dict(gguf_file={gguf!r}, torch_dtype='torch.float32', device_map='cpu'),
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument("name", choices=["ceval", "cmmlu"])
     parser.add_argument("--data-dir", default=os.environ.get("HYDRA_EVAL_DATA_DIR", "../shared/data"))
     parser.add_argument("--subjects", default="", help="comma-separated; all when empty")
+    parser.add_argument("--limit", type=int, default=0, help="the first N rows of each subject (0: all)")
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/opencompass"))
     parser.add_argument("--render", type=Path, help="write OpenCompass's prompts for every row here, no model")
     parser.add_argument("--stats", type=Path, default=None, help="write scoring time and token counts here")
@@ -156,6 +160,7 @@ def main() -> None:
             CONFIG.format(
                 name=args.name,
                 subjects=[s for s in args.subjects.split(",") if s],
+                limit=args.limit,
                 data=str(data),
                 model=model_dir(sys.executable),
                 gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
