@@ -118,12 +118,14 @@ def close(x: Any, y: Any, tol: float) -> bool:
     return bool(x == y)
 
 
-def _logged(resps: list[Any]) -> list[Any]:
+def _logged(resps: list[Any], rolling: bool = False) -> list[Any]:
     """lm-eval logs (logprob, is_greedy) answers as strings: ['-19.357', 'False'] -> [-19.357, False]."""
     out: list[Any] = []
     for r in resps:
         if isinstance(r, list) and len(r) == 2 and r[1] in ("True", "False"):
             out.append([float(r[0]), r[1] == "True"])
+        elif rolling and isinstance(r, str):  # a rolling log-likelihood, logged as its str()
+            out.append(float(r))
         else:
             out.append(r)
     return out
@@ -153,10 +155,13 @@ def compare(a: argparse.Namespace) -> dict[str, Any]:
                 args = [list(v.values()) for _, v in sorted(s["arguments"].items(), key=lambda kv: int(kv[0][9:]))]
                 t["same_args"] += [r["args"] for r in reqs] == args
                 t["requests"] += len(reqs)
-            theirs_f, mine_f = _logged(s["filtered_resps"]), mine[key]["filtered"][filt]
+            rolling = preds[key][0]["type"] == "loglikelihood_rolling"
+            theirs_f, mine_f = _logged(s["filtered_resps"], rolling), mine[key]["filtered"][filt]
             for x, y in zip(theirs_f, mine_f, strict=True):
                 if isinstance(x, list) and len(x) == 2 and isinstance(x[0], float):
                     t["max_dll"] = max(t["max_dll"], abs(x[0] - y[0]))
+                elif isinstance(x, float):  # a whole text's log-likelihood (rolling)
+                    t["max_dll"] = max(t["max_dll"], abs(x - y))
             same = close(theirs_f, mine_f, a.tol)
             metrics_same = all(
                 close(s[m], mine[key]["metrics"][m if filt == "none" else f"{m},{filt}"], a.tol)
