@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hydra_eval.backends.local import LocalLM, Sampling
-from hydra_eval.backends.tokenize import ScoreRequest, prompt_ids, rolling_requests, token_request
+from hydra_eval.backends.tokenize import ScoreRequest, prefix_token, prompt_ids, rolling_requests, token_request
 from hydra_eval.records import (
     Counters,
     GenerationRequest,
@@ -86,7 +86,7 @@ class InProcessBackend:
         tokens, the last one predicted), each window scored on its own and summed."""
         lm = self.lm
         tok = lm.tokenizer
-        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        prefix = prefix_token(tok)
         bos = tok.decode(prefix)
         windows = [
             rolling_requests(lm.encode(t, not (bos and t.startswith(bos))), prefix, self.cfg.max_seq_len - 1)

@@ -73,6 +73,11 @@ def rolling_requests(tokens: list[int], prefix_token: int, max_len: int) -> list
     return out
 
 
+def prefix_token(tokenizer: Any) -> int:
+    """lm-eval's prefix token for an empty context or a rolling window's start: BOS, else EOS."""
+    return int(tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id)
+
+
 def token_request(
     request: LoglikelihoodRequest, convention: Convention, encode: Encode, tokenizer: Any
 ) -> ScoreRequest:
@@ -80,7 +85,7 @@ def token_request(
     tokenizer's BOS, else its EOS."""
     if convention is Convention.opencompass:
         return opencompass_request(request.context, request.continuation, encode)
-    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    prefix = prefix_token(tokenizer)
     return lmeval_request(request.context, request.continuation, encode, prefix)
 
 
