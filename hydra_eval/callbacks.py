@@ -40,12 +40,16 @@ class SweepSummary(Callback):
         failed = read_json(root / FAILED_FILE) if (root / FAILED_FILE).is_file() else []
         FAILED_JOBS[:] = failed
         if config.mode.viz:
+            from omegaconf import OmegaConf
+
             from hydra_eval import summary
 
-            print(summary.write(root, failed=failed), end="")
+            viz = OmegaConf.to_object(config.viz)  # a VizConfig (the structured schema's node)
+            print(summary.write(root, failed=failed, viz=viz), end="")  # type: ignore[arg-type]
         if failed:
             print(failure_report(failed), end="", file=sys.stderr)
         if config.tracking.enabled and config.mode.eval:
             from hydra_eval import tracking
 
-            tracking.finish_sweep(config.tracking, root)
+            if tracking.finish_sweep(config.tracking, root):
+                print(f"MLflow: {tracking.sweep_link(config.tracking, root)}", file=sys.stderr)

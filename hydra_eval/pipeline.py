@@ -112,8 +112,9 @@ def _summary(cfg: Config, root: Path) -> str:
         v = cfg.viz
         try:
             records = tracking.leaderboard(cfg.tracking, list(v.models), list(v.datasets), list(v.versions))
+            jobs = tracking.past_jobs(cfg.tracking, records)
         except Exception as e:  # unreachable server, bad URI: one line, not a traceback
             first = (str(e).splitlines() or [""])[0][:300]
             raise UserError(f"cannot read MLflow at {cfg.tracking.uri}: {type(e).__name__}: {first}") from None
-        return summary.write(root, records=records)
-    return summary.write(root)
+        return summary.write(root, records=records, jobs=jobs, viz=cfg.viz)
+    return summary.write(root, viz=cfg.viz)

@@ -353,6 +353,10 @@ class VizConfig:
     models: list[str] = field(default_factory=list)  # filters for source=mlflow (empty = all)
     datasets: list[str] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
+    ci: bool = True  # each value with its 95% CI in the summary table (64.15 ± 2.19)
+    baseline: str | None = None  # compare each model with this one (default: every pair; marks vs the first)
+    seed: int = 20261205  # the bootstrap's and permutation test's seed: a rerun prints the same numbers
+    report: bool = True  # summary/report.html beside the table
 
 
 @dataclass

@@ -10,8 +10,11 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from hydra_eval.compare import Comparison
 from hydra_eval.errors import UserError
-from hydra_eval.outputs import DiskFull, JobFiles, read_json, summary_dir, write_text
+from hydra_eval.outputs import DiskFull, JobFiles, read_json, summary_dir, write_json, write_text
+from hydra_eval.rowscores import JobRows
+from hydra_eval.schema import VizConfig
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +26,28 @@ def collect(root: Path) -> list[dict[str, Any]]:
     return [read_json(job.results) for job in JobFiles.finished_under(root)]
 
 
+def cell(value: float, key: tuple[str, str, str, str], comparison: Comparison | None, ci: bool) -> str:
+    """`64.15`, with its 95% CI (`64.15 ± 2.19`) and ` *` when it differs significantly from the baseline."""
+    text = f"{value:.2f}"
+    if comparison is None:
+        return text
+    interval = comparison.intervals.get(key)
+    if ci and interval is not None and interval.half == interval.half:  # not NaN
+        text += f" ± {interval.half:.2f}"
+    return text + (" *" if comparison.mark(*key) else "")
+
+
 def table(
-    results: list[dict[str, Any]], models: list[str] | None = None, failed: list[dict[str, Any]] | None = None
+    results: list[dict[str, Any]],
+    models: list[str] | None = None,
+    failed: list[dict[str, Any]] | None = None,
+    comparison: Comparison | None = None,
+    ci: bool = True,
 ) -> list[list[str]]:
     """Rows of strings, header first; '-' where a model has no result for a row (a failed job's pair shows
-    '-' in every row of its dataset, or in a row of its own when no model scored that dataset)."""
+    '-' in every row of its dataset, or in a row of its own when no model scored that dataset). With a
+    comparison, each value carries its 95% CI (unless ci=False) and a ` *` where it differs significantly
+    (p < 0.05, paired test) from the baseline model's."""
     failed = failed or []
     models = models or sorted({r["model"] for r in results} | {f["model"] for f in failed})
     cells: dict[tuple[str, str, str, str], dict[str, str]] = {}
@@ -39,7 +59,10 @@ def table(
         for metric, value in r["metrics"].items():
             if metric.endswith("_stderr"):
                 continue
-            cells.setdefault((r["dataset"], r["version"], metric, r["mode"]), {})[r["model"]] = f"{value:.2f}"
+            key = (r["dataset"], r["version"], metric, r["model"])
+            cells.setdefault((r["dataset"], r["version"], metric, r["mode"]), {})[r["model"]] = cell(
+                value, key, comparison, ci
+            )
     rows = [HEADER + models]
     for key in sorted(cells):
         rows.append([*key, *(cells[key].get(m, "-") for m in models)])
@@ -79,26 +102,55 @@ def to_csv(rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
+def paired_note(comparison: Comparison) -> str:
+    return (
+        f"paired on the rows both models scored: B - A with its 95% bootstrap CI (seed {comparison.seed}), p from "
+        "McNemar's exact test (0/1 scores) or a sign-flip permutation test; * p < 0.05; in the table above, * "
+        f"marks a model that differs significantly from {comparison.baseline}\n"
+    )
+
+
 def write(
     root: Path,
     models: list[str] | None = None,
     records: list[dict[str, Any]] | None = None,
     failed: list[dict[str, Any]] | None = None,
+    jobs: list[JobRows] | None = None,
+    viz: VizConfig | None = None,
 ) -> str:
-    """Build the table for everything under root (or for the given records), write it to
-    root/summary/summary_<time>.{txt,md,csv}, return its text."""
+    """Build the table for everything under root (or for the given records and their per-row scores), with
+    each model's 95% CI and the paired comparison below it; write root/summary/summary_<time>.{txt,md,csv},
+    paired_<time>.{md,csv}, comparison.json and report.html; return the text."""
+    from hydra_eval import compare, report, rowscores
+
+    viz = viz or VizConfig()
     results = collect(root) if records is None else records
     if not results and not failed:
         where = "MLflow" if records is not None else f"{root} (no results/*/*.json)"
         raise UserError(f"no results in {where}: nothing to show; run mode=eval (or mode=all) first")
-    rows = table(results, models, failed)
+    if jobs is None:
+        jobs = rowscores.under(root) if records is None else []
+    comparison = compare.compare(jobs, viz.baseline, viz.seed) if jobs else None
+    rows = table(results, models, failed, comparison, viz.ci)
+    paired = compare.paired_rows(comparison) if comparison is not None else []
     stamp = time.strftime("%Y%m%d_%H%M%S")
     folder = summary_dir(root)
     text = to_text(rows)
+    if len(paired) > 1:
+        text += "\n" + paired_note(comparison) + to_text(paired)  # type: ignore[arg-type]
+    if comparison is not None and comparison.refused:
+        text += "\n" + "\n".join(f"not compared: {r}" for r in comparison.refused) + "\n"
     try:
         write_text(folder / f"summary_{stamp}.txt", text)
         write_text(folder / f"summary_{stamp}.md", to_markdown(rows))
         write_text(folder / f"summary_{stamp}.csv", to_csv(rows))
+        if len(paired) > 1:
+            write_text(folder / f"paired_{stamp}.md", to_markdown(paired))
+            write_text(folder / f"paired_{stamp}.csv", to_csv(paired))
+        if comparison is not None:
+            write_json(folder / "comparison.json", comparison.to_json())
+        if viz.report:
+            write_text(folder / "report.html", report.render(results, jobs, comparison, failed or []))
     except DiskFull as e:  # the table is still shown; the results it comes from are whole
         log.warning("summary files not written: %s", e)
     return text

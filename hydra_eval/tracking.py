@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from hydra_eval import rowscores
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, summary_dir, write_json
 from hydra_eval.schema import TrackingConfig
 
@@ -78,18 +79,36 @@ def _configure(tracking: TrackingConfig) -> Any:
     return client
 
 
+# MLflow's UI opens an experiment by its kind: GenAI experiments on an "Overview" of traces (empty here),
+# model-development ones on their runs. Its own inference from the runs is not reliable, so the kind is set.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def _experiment_id(client: Any, tracking: TrackingConfig) -> str:
     # A local store keeps artifacts beside its database (not in the working directory); a server proxies them.
     location = artifact_root(tracking.uri)
     for _ in range(5):
         experiment = client.get_experiment_by_name(tracking.experiment)
         if experiment is not None:
+            if KIND_TAG not in experiment.tags:  # a store made before the tag (or by hand): the runs view too
+                client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
             return str(experiment.experiment_id)
         try:
-            return str(client.create_experiment(tracking.experiment, artifact_location=location))
+            return str(
+                client.create_experiment(tracking.experiment, artifact_location=location, tags={KIND_TAG: KIND})
+            )
         except Exception:  # another job created it first
             time.sleep(0.5)
     raise RuntimeError(f"cannot create or find experiment '{tracking.experiment}'")
+
+
+def experiment_url(tracking: TrackingConfig, base: str | None = None) -> str:
+    """The experiment's runs view in the MLflow UI at `base` (default: the tracking server itself); the
+    experiment is created, tagged, when missing. MLflow 3's UI shows an experiment as its GenAI "Overview"
+    unless its global workflow switch says "Model training": the link says so (`workflowType`)."""
+    client = _configure(tracking)
+    base = base or tracking.uri
+    return f"{base.rstrip('/')}/#/experiments/{_experiment_id(client, tracking)}?workflowType=machine_learning"
 
 
 def job_key(job_dir: Path, model: str, dataset: str) -> str:
@@ -128,6 +147,28 @@ def _dataset_input(results: dict[str, Any], table: Any) -> Any:
     return DatasetInput(Dataset(**dataset.to_dict()), [InputTag("mlflow.data.context", "eval")])
 
 
+def _ci_metrics(files: JobFiles, prefix: str) -> dict[str, float]:
+    """Every metric's 95% CI bounds, `<metric>_ci_low` / `_ci_high` (MLflow shows raw floats: the bounds
+    are what a chart or a column can show beside the value), and `score` / `score_ci_*`: the dataset's first
+    metric under one name, so that the chart view can set every dataset's runs side by side."""
+    from hydra_eval import compare
+
+    job = rowscores.from_job(files)
+    out: dict[str, float] = {}
+    for (_, _, metric, _), ci in compare.compare([job]).intervals.items():
+        if ci.half == ci.half:  # not NaN
+            out[f"{prefix}{metric}_ci_low"], out[f"{prefix}{metric}_ci_high"] = ci.low, ci.high
+    first = next((m for m in job.metrics if not m.endswith("_stderr") and "/" not in m), None)
+    if first is not None:
+        out["score"] = job.metrics[first]
+        if f"{prefix}{first}_ci_low" in out:
+            out["score_ci_low"], out["score_ci_high"] = (
+                out[f"{prefix}{first}_ci_low"],
+                out[f"{prefix}{first}_ci_high"],
+            )
+    return out
+
+
 def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: str | None) -> str:
     from mlflow.entities import Metric, Param
 
@@ -146,11 +187,13 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
         "version": results["version"],
         "mode": results["mode"],
         "hydra_eval.job_key": jkey,
+        "data_fingerprint": rowscores.fingerprint(results),
         "job_dir": str(job_dir.resolve()),
         **{k: str(v) for k, v in job.items() if v is not None},
     }
     if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
+        # an evaluation run under its sweep: MLflow's runs view opens with the sweep's children unfolded
+        tags.update({"mlflow.parentRunId": parent_run_id, "mlflow.runType": "evaluation"})
     if "judge" in results:  # scored by a judge model: which one, and how
         judge = results["judge"]
         tags.update(
@@ -167,6 +210,7 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
     now = int(time.time() * 1000)
     metrics = {f"{dataset}/{k}": v for k, v in results["metrics"].items()}
     metrics[f"{dataset}/n"] = results["n"]
+    metrics.update(_ci_metrics(files, f"{dataset}/"))
     metrics.update({f"timing/{k}": v for k, v in results["timings"].items()})
     metrics.update({f"throughput/{k}": v for k, v in results["throughput"].items() if v is not None})
     metrics.update({f"usage/{k}": v for k, v in results.get("usage", {}).items()})
@@ -281,15 +325,39 @@ def finish_sweep(tracking: TrackingConfig, sweep_dir: Path) -> bool:
             for m, v in r["metrics"].items()
             if not m.endswith("_stderr")
         ]
-        client.log_batch(run_id, metrics=metrics)
-        for path in sorted(summary_dir(sweep_dir).glob("summary_*")):
-            client.log_artifact(run_id, str(path), "summary")
+        folder = summary_dir(sweep_dir)
+        compared = read_json(folder / "comparison.json") if (folder / "comparison.json").is_file() else {}
+        metrics += [
+            Metric(key(f"{c['model']}/{c['dataset']}/{c['metric']}_ci_{end}"), float(c[f"ci_{end}"]), now, 0)
+            for c in compared.get("intervals", [])
+            for end in ("low", "high")
+        ]
+        for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+            client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        for path in sorted(folder.glob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                client.log_artifact(run_id, str(path), "summary")
+        pairs = [*compared.get("pairs", []), *compared.get("macro", [])]
+        if pairs:  # the paired comparison as a table (the run's Evaluation/Artifacts views show it)
+            import pandas as pd
+
+            client.log_table(run_id, pd.DataFrame(pairs).astype({"discordant": str}), "comparison_table.json")
         client.set_terminated(run_id, "FINISHED")
     except Exception as e:
         _warn(f"sweep summary {sweep_dir}", e)
         return False
     write_json(sweep_dir / SWEEP, {**state, "summary_logged": True})
     return True
+
+
+def sweep_link(tracking: TrackingConfig, sweep_dir: Path) -> str:
+    """Where to look at a logged sweep: its experiment's runs view (a server), or how to open one (a file)."""
+    if sqlite_path(tracking.uri) is not None:
+        return f"experiment '{tracking.experiment}' in {tracking.uri}: `hydra-eval-ui` opens it ({sweep_dir.name})"
+    try:
+        return experiment_url(tracking)
+    except Exception as e:  # the summary is logged; a link is a convenience
+        return f"experiment '{tracking.experiment}' at {tracking.uri} ({type(e).__name__})"
 
 
 def sync(tracking: TrackingConfig, root: Path) -> tuple[int, int]:
@@ -337,6 +405,7 @@ def leaderboard(
         t = r.data.tags
         prefix = f"{t['dataset']}/"
         record = {
+            "run_id": r.info.run_id,
             "model": t["model"],
             "dataset": t["dataset"],
             "version": t["version"],
@@ -344,8 +413,60 @@ def leaderboard(
             "metrics": {
                 k[len(prefix) :]: v
                 for k, v in r.data.metrics.items()
-                if k.startswith(prefix) and k != f"{prefix}n"
+                if k.startswith(prefix) and k != f"{prefix}n" and not k.endswith(("_ci_low", "_ci_high"))
             },
         }
         newest.setdefault((record["model"], record["dataset"], record["version"]), record)
     return list(newest.values())
+
+
+# Fields of a judged row that the per-example table stores as JSON text (tracking._predictions_table)
+_JSON_FIELDS = (
+    "choices",
+    "options",
+    "answers",
+    "scores",
+    "scores_norm",
+    "metrics",
+    "filtered",
+    "generations",
+    "prompts",
+    "continuations",
+    "target",
+)
+
+
+def past_jobs(tracking: TrackingConfig, records: list[dict[str, Any]]) -> list[rowscores.JobRows]:
+    """Each leaderboard record's per-row scores, read back from its run: the results artifact and the
+    per-example table, so that past runs compare exactly as a sweep's folders do."""
+    import tempfile
+
+    client = _configure(tracking)
+    jobs = []
+    for record in records:
+        run_id = record["run_id"]
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                folder = Path(client.download_artifacts(run_id, "results", tmp))
+                results = read_json(next(folder.glob("*.json")))
+                table = Path(client.download_artifacts(run_id, "predictions.json", tmp))
+                data = json.loads(table.read_text(encoding="utf-8"))
+            except Exception as e:  # a run without its files: shown in the table, left out of the statistics
+                log.warning(
+                    "run %s (%s/%s): no per-row files (%s): not compared",
+                    run_id,
+                    record["model"],
+                    record["dataset"],
+                    type(e).__name__,
+                )
+                continue
+        rows = []
+        for values in data["data"]:
+            row = dict(zip(data["columns"], values, strict=True))
+            for name in _JSON_FIELDS:
+                if isinstance(row.get(name), str) and row[name][:1] in "[{":
+                    with contextlib.suppress(ValueError):
+                        row[name] = json.loads(row[name])
+            rows.append(row)
+        jobs.append(rowscores.build(results, rows))
+    return jobs

@@ -26,7 +26,11 @@ def main() -> None:
     uri = cfg.tracking.uri
     if not uri.startswith("sqlite:///"):
         sys.exit(f"hydra-eval-ui serves the local store; tracking.uri is {uri}: open that server's page instead")
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}", flush=True)
+    from hydra_eval import tracking
+
+    # a fresh store gets its experiment (tagged for the runs view) now, so the link opens on its runs
+    url = tracking.experiment_url(cfg.tracking, f"http://127.0.0.1:{args.port}")
+    print(f"MLflow UI for {uri}: experiment '{cfg.tracking.experiment}' at {url}", flush=True)
     os.execvp(
         sys.executable,
         [

@@ -72,3 +72,10 @@ def hang(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
     """Never finishes on its own (a job for the scheduler to kill)."""
     time.sleep(3600)
     return read_rows_with_labels(directory, files)
+
+
+def summary_lines(stdout: str) -> list[str]:
+    """The summary table's lines (header, rule, rows): the paired comparison printed after a blank line is not
+    part of it."""
+    lines = stdout.splitlines()
+    return lines[: lines.index("")] if "" in lines else lines

@@ -11,7 +11,7 @@ from hydra_eval.errors import UserError
 from hydra_eval.outputs import read_jsonl
 from hydra_eval.pipeline import run
 from tests.conftest import DATA_DIR, ROOT
-from tests.helpers import run_cli
+from tests.helpers import run_cli, summary_lines
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_sweep_prints_one_table(tmp_path):
         f"hydra.sweep.dir={tmp_path}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(("dataset ", "piqa ", "siqa "))]
+    lines = [line for line in summary_lines(proc.stdout) if line.startswith(("dataset ", "piqa ", "siqa "))]
     assert [line.split()[0] for line in lines] == ["dataset", "piqa", "siqa", "siqa"]
     assert [line.split()[2:4] for line in lines[1:]] == [
         ["accuracy", "ppl"],

@@ -12,6 +12,7 @@ import pytest
 
 from hydra_eval.outputs import read_json
 from tests.conftest import ROOT
+from tests.helpers import summary_lines
 from tests.test_sweep import hydra_eval, results_by_pair
 
 pytestmark = pytest.mark.slurm
@@ -52,7 +53,7 @@ def test_two_models_by_two_datasets_on_slurm(tmp_path):
     assert all(r["n"] == 6 for r in results.values())
     slurm_ids = {read_json(sweep / str(i) / "job.json")["slurm_job_id"] for i in range(4)}
     assert None not in slurm_ids and len(slurm_ids) == 4  # four real Slurm jobs
-    table = [line.split() for line in proc.stdout.splitlines()]
+    table = [line.split() for line in summary_lines(proc.stdout)]
     assert table[0] == ["dataset", "version", "metric", "mode", "tiny_llama", "tiny_llama_b"]
     assert {row[0] for row in table[2:]} == {"piqa", "siqa"} and not any("-" in row[4:] for row in table[2:])
     assert list(sweep.glob("summary/summary_*.md"))
@@ -124,6 +125,6 @@ def test_a_judge_sweep_runs_the_judge_job_after_the_judged_jobs_with_the_judges_
     assert cpus == ["#SBATCH --cpus-per-task=1", "#SBATCH --cpus-per-task=2"]
     result = read_json(sweep / "1" / "results" / "fake_b" / "arena_hard.json")
     assert result["metrics"]["win_rate"] == 50.0 and result["metrics"]["judge_calls"] == 6
-    table = [line.split() for line in proc.stdout.splitlines()]
+    table = [line.split() for line in summary_lines(proc.stdout)]
     assert table[0] == ["dataset", "version", "metric", "mode", "fake_b"]
     assert read_json(sweep / "failed.json") == []

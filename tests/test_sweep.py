@@ -10,7 +10,7 @@ import pytest
 
 from hydra_eval.outputs import read_json, read_jsonl
 from tests.conftest import DATA_DIR
-from tests.helpers import kill_after_first_block, run_cli
+from tests.helpers import kill_after_first_block, run_cli, summary_lines
 
 
 def hydra_eval(*args: str, tmp: Path, env: dict[str, str] | None = None, background: bool = False):
@@ -123,7 +123,7 @@ def test_failed_job_shows_dash_lists_its_log_and_exits_non_zero(tmp_path):
     assert all(Path(f["log"]).is_file() for f in failed)
     assert "2 job(s) failed" in proc.stderr and failed[0]["log"] in proc.stderr
     assert "attempt 1/2, giving up" in proc.stderr and "retrying" not in proc.stderr  # bad input: not relaunched
-    table = [line.split() for line in proc.stdout.splitlines()]
+    table = [line.split() for line in summary_lines(proc.stdout)]
     assert table[0] == ["dataset", "version", "metric", "mode", "tiny_llama", "tiny_llama_b"]
     assert ["siqa", "-", "-", "-", "-", "-"] in table
     assert any(row[0] == "piqa" and "-" not in row[4:] for row in table[2:])

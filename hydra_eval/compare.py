@@ -1,0 +1,207 @@
+"""Model comparison on shared rows: each model's 95% CI, paired tests per dataset, and a macro average.
+
+Input: the jobs' per-row scores (hydra_eval/rowscores.py, from files or from MLflow). Output: a typed
+`Comparison`, its `comparison.json`, and the paired table printed under the summary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra_eval import stats
+from hydra_eval.errors import UserError
+from hydra_eval.rowscores import JobRows
+
+MACRO = "macro average"
+PAIRED_HEADER = ["dataset", "metric", "A", "B", "rows", "A score", "B score", "B - A", "95% CI", "p", "test"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    dataset: str
+    version: str
+    metric: str
+    a: str  # model A (the baseline when there is one)
+    b: str
+    result: stats.Paired
+
+
+@dataclass(frozen=True)
+class Comparison:
+    models: list[str]
+    baseline: str | None  # what the table's marks compare against
+    seed: int
+    intervals: dict[tuple[str, str, str, str], stats.Interval]  # (dataset, version, metric, model) -> 95% CI
+    pairs: list[Pair]
+    macro: list[Pair]  # one per model pair, over the datasets both scored (each dataset's first metric)
+    refused: list[str] = field(default_factory=list)  # pairs not compared, and why
+
+    def mark(self, dataset: str, version: str, metric: str, model: str) -> bool:
+        """True when `model` differs significantly (p < 0.05) from the baseline on this row of the table."""
+        return any(
+            p.b == model
+            and p.a == self.baseline
+            and (p.dataset, p.version, p.metric) == (dataset, version, metric)
+            and p.result.significant
+            for p in self.pairs
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        def pair(p: Pair) -> dict[str, Any]:
+            r = p.result
+            return {
+                "dataset": p.dataset,
+                "version": p.version,
+                "metric": p.metric,
+                "model_a": p.a,
+                "model_b": p.b,
+                "n": r.n,
+                "score_a": r.a,
+                "score_b": r.b,
+                "diff": r.diff,
+                "ci_low": r.low,
+                "ci_high": r.high,
+                "p": r.p,
+                "test": r.test,
+                "significant": r.significant,
+                "discordant": list(r.discordant) if r.discordant else None,
+            }
+
+        return {
+            "models": self.models,
+            "baseline": self.baseline,
+            "seed": self.seed,
+            "bootstrap_rounds": stats.BOOTSTRAP,
+            "intervals": [
+                {
+                    "dataset": d,
+                    "version": v,
+                    "metric": m,
+                    "model": model,
+                    "value": ci.value,
+                    "ci_low": ci.low,
+                    "ci_high": ci.high,
+                }
+                for (d, v, m, model), ci in sorted(self.intervals.items())
+            ],
+            "pairs": [pair(p) for p in self.pairs],
+            "macro": [pair(p) for p in self.macro],
+            "refused": self.refused,
+        }
+
+
+def _model_pairs(models: list[str], baseline: str | None) -> list[tuple[str, str]]:
+    if baseline is not None:
+        return [(baseline, m) for m in models if m != baseline]
+    return list(itertools.combinations(models, 2))
+
+
+def _interval(job: JobRows, metric: str) -> stats.Interval | None:
+    rows = job.scores.get(metric)
+    if rows:
+        return stats.interval(list(rows.values()))
+    err = job.metrics.get(f"{metric}_stderr")
+    if err is None or math.isnan(err):
+        return None
+    return stats.Interval(job.metrics[metric], stats.Z95 * err)
+
+
+def _pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None:
+    ra, rb = a.scores.get(metric), b.scores.get(metric)
+    if not ra or not rb:
+        return None
+    shared = sorted(set(ra) & set(rb))
+    if not shared:
+        return None
+    return stats.paired([ra[i] for i in shared], [rb[i] for i in shared], seed=seed)
+
+
+def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.SEED) -> Comparison:
+    models = sorted({j.model for j in jobs})
+    if baseline is not None and baseline not in models:
+        raise UserError(f"viz.baseline={baseline} is not one of the models compared: {', '.join(models)}")
+    by: dict[tuple[str, str], dict[str, JobRows]] = {}  # (dataset, model) -> version -> job
+    for j in jobs:
+        by.setdefault((j.dataset, j.model), {})[j.version] = j
+    intervals = {
+        (j.dataset, j.version, m, j.model): ci
+        for j in jobs
+        for m in j.metrics
+        if not m.endswith("_stderr") and (ci := _interval(j, m)) is not None
+    }
+    pairs: list[Pair] = []
+    refused: list[str] = []
+    primary: dict[tuple[str, str, str], tuple[JobRows, JobRows, str]] = {}
+    for dataset in sorted({j.dataset for j in jobs}):
+        for ma, mb in _model_pairs(models, baseline):
+            for version, ja in sorted(by.get((dataset, ma), {}).items()):
+                jb = by.get((dataset, mb), {}).get(version)
+                if jb is None:
+                    others = sorted(by.get((dataset, mb), {}))
+                    if others:
+                        refused.append(
+                            f"{dataset}: {ma} (version {version}) and {mb} (version {', '.join(others)}) "
+                            "differ in version: not compared"
+                        )
+                    continue
+                if set(ja.views) != set(jb.views):  # other limits, strides or shards of the same data
+                    shared = len(set(ja.views) & set(jb.views))
+                    refused.append(
+                        f"{dataset} {version}: {ma} and {mb} scored different rows ({len(ja.views)} and "
+                        f"{len(jb.views)} rows, {shared} shared): not compared"
+                    )
+                    continue
+                if ja.data_fingerprint != jb.data_fingerprint:
+                    refused.append(
+                        f"{dataset} {version}: {ma} and {mb} scored different rows (data fingerprints "
+                        f"{ja.data_fingerprint} and {jb.data_fingerprint}): not compared"
+                    )
+                    continue
+                for metric in ja.metrics:
+                    result = _pair(ja, jb, metric, seed)
+                    if result is not None:
+                        pairs.append(Pair(dataset, version, metric, ma, mb, result))
+                        primary.setdefault((dataset, ma, mb), (ja, jb, metric))
+    macro = []
+    for ma, mb in _model_pairs(models, baseline):
+        sets = [(ja, jb, m) for (d, a, b), (ja, jb, m) in sorted(primary.items()) if (a, b) == (ma, mb)]
+        if len(sets) < 2:
+            continue
+        lists = []
+        for ja, jb, m in sets:
+            ids = sorted(set(ja.scores[m]) & set(jb.scores[m]))
+            lists.append(([ja.scores[m][i] for i in ids], [jb.scores[m][i] for i in ids]))
+        names = ", ".join(f"{ja.dataset}:{m}" for ja, _, m in sets)
+        pairs_macro = stats.macro(lists, seed=seed)
+        macro.append(Pair(MACRO, "-", names, ma, mb, pairs_macro))
+    return Comparison(models, baseline or (models[0] if models else None), seed, intervals, pairs, macro, refused)
+
+
+def _p(p: float) -> str:
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def paired_rows(comparison: Comparison) -> list[list[str]]:
+    """The paired table, header first: one row per dataset, metric and model pair, then the macro averages."""
+    rows = [PAIRED_HEADER]
+    for p in [*comparison.pairs, *comparison.macro]:
+        r = p.result
+        rows.append(
+            [
+                p.dataset,
+                p.metric,
+                p.a,
+                p.b,
+                str(r.n),
+                f"{r.a:.2f}",
+                f"{r.b:.2f}",
+                f"{r.diff:+.2f}" + (" *" if r.significant else ""),
+                f"[{r.low:+.2f}, {r.high:+.2f}]",
+                _p(r.p),
+                r.test,
+            ]
+        )
+    return rows

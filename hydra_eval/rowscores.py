@@ -1,0 +1,190 @@
+"""Each finished job's per-row scores and what each row showed, read back from its judged file.
+
+The statistics (hydra_eval/compare.py) pair two models' rows by id; the report's disagreement browser shows the
+rows where their answers differ. A metric has per-row scores when it is a mean over rows: accuracy-like metrics
+of native datasets (one verdict field each) and every per-document metric of an lm-eval job. Means over other
+units (IFEval's instruction-level accuracy, perplexity, judge win rates, avg@k) have none and are left out of
+the paired tests; the table still shows them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra_eval.outputs import JobFiles, read_json, read_jsonl
+
+# native metric -> the verdict field whose mean (x100) it is
+VERDICT_FIELD = {
+    "accuracy": "correct",
+    "acc": "correct",
+    "pass@1": "correct",
+    "prompt_level_strict_acc": "correct",
+    "accuracy_strict": "correct_strict",
+    "acc_norm": "correct_norm",
+    "prompt_level_loose_acc": "correct_loose",
+}
+TEXT_CAP = 1500  # characters of a prompt or output kept for the report
+
+
+@dataclass(frozen=True)
+class RowView:
+    """One row as the report shows it: the prompt, the gold answer, and this model's answer and output."""
+
+    prompt: str
+    gold: str
+    answer: str  # what the model chose or extracted: two models disagree on a row when these differ
+    output: str  # the generation, or the per-choice scores
+
+
+@dataclass(frozen=True)
+class JobRows:
+    model: str
+    dataset: str
+    version: str
+    mode: str
+    data_fingerprint: str  # the rows' content: two jobs compare only when these and the versions agree
+    metrics: dict[str, float]  # the job's results
+    scores: dict[str, dict[str, float]]  # metric -> row id -> the row's value, in the metric's unit
+    views: dict[str, RowView]  # row id -> the row
+    rates: dict[str, float]  # truncation / parse-failure rates in percent, where the job has them
+
+
+def fingerprint(results: dict[str, Any]) -> str:
+    data = results.get("fingerprints", {}).get("data")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= TEXT_CAP else text[:TEXT_CAP] + " …"
+
+
+def _tail(text: str) -> str:
+    """A prompt's end: few-shot examples come first, the row's own question last."""
+    return text if len(text) <= TEXT_CAP else "… " + text[-TEXT_CAP:]
+
+
+def _native_view(row: dict[str, Any]) -> RowView:
+    choices = row.get("choices") or row.get("options") or []
+    gold = row.get("gold")
+    if row.get("answers"):
+        gold_text = " | ".join(str(a) for a in row["answers"])
+    elif isinstance(gold, int) and 0 <= gold < len(choices):
+        gold_text = str(choices[gold])
+    else:
+        gold_text = str(gold)
+    prompt = row.get("prompt") or row.get("context") or (row.get("prompts") or [""])[0]
+    if "answer" in row:  # read from a generation
+        answer = "(none)" if row["answer"] is None else str(row["answer"])
+    elif row.get("pred") is not None:
+        pred = int(row["pred"])
+        answer = str(choices[pred]) if 0 <= pred < len(choices) else str(pred)
+    else:
+        answer = ""
+    if "generation" in row or "generations" in row:
+        output = str(row.get("generation", (row.get("generations") or [""])[0]))
+    else:
+        output = json.dumps([round(s, 4) for s in row.get("scores", [])])
+    return RowView(_tail(str(prompt)), _cap(gold_text), _cap(answer), _cap(output))
+
+
+def _lmeval_answer(filtered: Any) -> str:
+    """lm-eval's filtered responses: for choices scored by log-likelihood, the index of the highest."""
+    values = next(iter(filtered.values()), None) if isinstance(filtered, dict) else filtered
+    if (
+        isinstance(values, list)
+        and values
+        and all(isinstance(v, list) and v and isinstance(v[0], float) for v in values)
+    ):
+        lls = [v[0] for v in values]
+        return str(lls.index(max(lls)))
+    return json.dumps(values, ensure_ascii=False)
+
+
+def _native(
+    results: dict[str, Any], rows: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, float]], dict[str, RowView]]:
+    scores: dict[str, dict[str, float]] = {}
+    for metric in results["metrics"]:
+        field = VERDICT_FIELD.get(metric)
+        if field and rows and all(field in r for r in rows):
+            scores[metric] = {str(r["id"]): 100.0 * bool(r[field]) for r in rows}
+    return scores, {str(r["id"]): _native_view(r) for r in rows}
+
+
+def _lmeval(
+    results: dict[str, Any], rows: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, float]], dict[str, RowView]]:
+    """lm-eval jobs report '<task>/<metric>' (x100 where lm-eval's is a fraction): per-row values in the same
+    unit, scaled as the job's aggregate shows it."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_task.setdefault(str(r["task"]), []).append(r)
+    scores: dict[str, dict[str, float]] = {}
+    for name, value in results["metrics"].items():
+        task, _, metric = name.rpartition("/")
+        docs = by_task.get(task, [])
+        values = [d["metrics"].get(metric) for d in docs]
+        if not docs or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            continue
+        mean = sum(values) / len(values)
+        scale = 100.0 if abs(100 * mean - value) < abs(mean - value) else 1.0
+        if abs(scale * mean - value) > 1e-6 * max(1.0, abs(value)):
+            continue  # not a plain mean over documents (perplexity, bleu, ...)
+        scores[name] = {f"{d['task']}:{d['doc_id']}": scale * float(v) for d, v in zip(docs, values, strict=True)}
+    views = {
+        f"{r['task']}:{r['doc_id']}": RowView(
+            _tail(str(r.get("prompt", ""))),
+            _cap(str(r.get("target", ""))),
+            _cap(_lmeval_answer(r.get("filtered"))),
+            _cap(json.dumps(r.get("filtered"), ensure_ascii=False)),
+        )
+        for r in rows
+    }
+    return scores, views
+
+
+def rates(results: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Percent of rows cut at the length cap, with no answer read from the generation, or whose judge reply
+    did not parse."""
+    out: dict[str, float] = {}
+    if rows and all("answer" in r for r in rows):
+        out["no_answer"] = 100.0 * sum(r["answer"] is None for r in rows) / len(rows)
+    generation = results.get("generation") or {}
+    if "length_capped" in generation:
+        out["truncated"] = float(generation["length_capped"])
+    metrics = results["metrics"]
+    if "judge_parse_failures" in metrics and results.get("n"):
+        out["judge_parse_failures"] = 100.0 * float(metrics["judge_parse_failures"]) / float(results["n"])
+    return out
+
+
+def from_job(files: JobFiles) -> JobRows:
+    return build(read_json(files.results), read_jsonl(files.judged) if files.judged.is_file() else [])
+
+
+def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
+    """From a job's results and its judged rows (read from its folder, or from its MLflow run)."""
+    if rows and "task" in rows[0] and "doc_id" in rows[0]:
+        scores, views = _lmeval(results, rows)
+    else:
+        scores, views = _native(results, rows)
+    return JobRows(
+        model=results["model"],
+        dataset=results["dataset"],
+        version=results["version"],
+        mode=results["mode"],
+        data_fingerprint=fingerprint(results),
+        metrics={k: float(v) for k, v in results["metrics"].items()},
+        scores=scores,
+        views=views,
+        rates=rates(results, rows),
+    )
+
+
+def under(root: Path) -> list[JobRows]:
+    """Every finished job below root (a run or a sweep folder)."""
+    return [from_job(files) for files in JobFiles.finished_under(root)]

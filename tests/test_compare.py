@@ -1,0 +1,271 @@
+"""Model comparison: the statistics on known answers, the comparison of jobs, the table, the report page."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hydra_eval import compare, stats, summary
+from hydra_eval.errors import UserError
+from hydra_eval.rowscores import JobRows, RowView, build
+from tests.helpers import run_cli, summary_lines
+
+
+def table_2x2(both: int, a_only: int, b_only: int, neither: int) -> tuple[list[float], list[float]]:
+    """Per-row 0/1 scores of two models from a paired 2x2 table."""
+    a = [1.0] * both + [1.0] * a_only + [0.0] * b_only + [0.0] * neither
+    b = [1.0] * both + [0.0] * a_only + [1.0] * b_only + [0.0] * neither
+    return a, b
+
+
+def exact_binomial_two_sided(k: int, n: int) -> float:
+    """The textbook exact McNemar p-value: 2 x P(X <= min(k, n - k)), X ~ Bin(n, 1/2), capped at 1."""
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+@pytest.mark.parametrize(
+    ("a_only", "b_only", "p"),
+    [
+        (1, 9, 0.021484375),  # 2 * (1 + 10) / 1024
+        (0, 5, 0.0625),  # 2 / 32
+        (3, 3, 1.0),
+        (0, 0, 1.0),  # no discordant pairs
+        (2, 12, 2 * (1 + 14 + 91) / 2**14),
+    ],
+)
+def test_mcnemar_exact_on_textbook_tables(a_only, b_only, p):
+    assert stats.mcnemar_exact(a_only, b_only) == pytest.approx(p, rel=1e-12)
+    assert stats.mcnemar_exact(a_only, b_only) == pytest.approx(exact_binomial_two_sided(b_only, a_only + b_only))
+
+
+def test_paired_on_a_constructed_table_counts_the_discordant_rows():
+    a, b = table_2x2(both=40, a_only=3, b_only=11, neither=46)
+    r = stats.paired([100 * x for x in a], [100 * x for x in b])  # percent scores: still McNemar's
+    assert r.test == "mcnemar_exact" and r.discordant == (3, 11) and r.n == 100
+    assert r.diff == pytest.approx(8.0) and r.a == pytest.approx(43.0) and r.b == pytest.approx(51.0)
+    assert r.p == pytest.approx(exact_binomial_two_sided(3, 14))
+    assert r.low < r.diff < r.high
+
+
+def test_two_identical_models_differ_by_exactly_zero_with_p_one():
+    a, _ = table_2x2(30, 5, 7, 58)
+    same = stats.paired(a, list(a))
+    assert (same.diff, same.low, same.high, same.p) == (0.0, 0.0, 0.0, 1.0)
+    graded = stats.paired([0.2, 0.5, 0.9], [0.2, 0.5, 0.9])
+    assert (graded.diff, graded.low, graded.high, graded.p) == (0.0, 0.0, 0.0, 1.0)
+    both = stats.macro([(a, list(a)), ([0.1, 0.7], [0.1, 0.7])])
+    assert (both.diff, both.low, both.high, both.p) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_sign_flip_test_is_exact_for_few_rows():
+    # four positive differences: only all-plus and all-minus of the 16 sign patterns are as extreme
+    r = stats.paired([0.0, 0.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4])
+    assert r.test == "sign_flip_exact" and r.p == pytest.approx(2 / 16)
+    r = stats.paired([0.5, 0.5, 0.5], [0.6, 0.4, 0.5])  # +0.1, -0.1, 0: every pattern is as extreme
+    assert r.p == pytest.approx(1.0)
+
+
+def test_paired_bootstrap_ci_matches_normal_theory_on_a_large_sample():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.5, 0.2, 4000)
+    b = a + rng.normal(0.03, 0.1, 4000)
+    r = stats.paired(a.tolist(), b.tolist())
+    d = b - a
+    half = 1.96 * d.std(ddof=1) / math.sqrt(len(d))
+    assert r.test == "permutation" and r.p < 1e-3
+    assert r.low == pytest.approx(d.mean() - half, abs=0.1 * half)
+    assert r.high == pytest.approx(d.mean() + half, abs=0.1 * half)
+
+
+def test_the_statistics_are_seeded():
+    a, b = table_2x2(50, 10, 16, 24)
+    assert stats.paired(a, b) == stats.paired(a, b)
+    assert stats.macro([(a, b), (b, a)]) == stats.macro([(a, b), (b, a)])
+
+
+def test_interval_is_the_normal_95_percent_ci_of_the_mean():
+    ci = stats.interval([100.0, 0.0, 100.0, 100.0])
+    assert ci.value == 75.0 and ci.half == pytest.approx(1.959963984540054 * 50 / 2)
+
+
+def job(model: str, scores: dict[str, float], version: str = "v1", fingerprint: str = "f1") -> JobRows:
+    values = list(scores.values())
+    return JobRows(
+        model=model,
+        dataset="piqa",
+        version=version,
+        mode="ppl",
+        data_fingerprint=fingerprint,
+        metrics={"accuracy": sum(values) / len(values)},
+        scores={"accuracy": scores},
+        views={i: RowView("q" + i, "g", str(int(v)), "") for i, v in scores.items()},
+        rates={},
+    )
+
+
+def test_compare_pairs_rows_by_id_and_refuses_different_rows_or_versions():
+    a = job("a", {str(i): 100.0 * (i % 2) for i in range(40)})
+    b = job("b", {str(i): 100.0 for i in range(40)})
+    c = compare.compare([a, b])
+    (pair,) = c.pairs
+    assert (pair.a, pair.b, pair.result.discordant) == ("a", "b", (0, 20)) and pair.result.significant
+    assert c.mark("piqa", "v1", "accuracy", "b") and not c.mark("piqa", "v1", "accuracy", "a")
+    fewer = compare.compare([a, job("b", {"0": 100.0})])  # another limit of the same data
+    assert not fewer.pairs and "scored different rows (40 and 1 rows, 1 shared)" in fewer.refused[0]
+    other_data = compare.compare([a, job("b", {str(i): 100.0 for i in range(40)}, fingerprint="f2")])
+    assert not other_data.pairs and "data fingerprints f1 and f2" in other_data.refused[0]
+    other_version = compare.compare([a, job("b", {"0": 100.0}, version="v2")])
+    assert not other_version.pairs and "differ in version" in other_version.refused[0]
+    with pytest.raises(UserError, match="viz.baseline=zz is not one of the models compared: a, b"):
+        compare.compare([a, b], baseline="zz")
+
+
+def test_the_table_shows_each_value_with_its_ci_and_marks_significant_differences():
+    a = job("a", {str(i): 100.0 * (i % 2) for i in range(40)})
+    b = job("b", {str(i): 100.0 for i in range(40)})
+    results = [
+        {"model": j.model, "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": j.metrics} for j in (a, b)
+    ]
+    c = compare.compare([a, b])
+    rows = summary.table(results, comparison=c)
+    assert rows[1][4:] == ["50.00 ± 15.69", "100.00 ± 0.00 *"]
+    assert summary.table(results, comparison=c, ci=False)[1][4:] == ["50.00", "100.00 *"]
+    paired = compare.paired_rows(c)
+    assert paired[0] == compare.PAIRED_HEADER and paired[1][:5] == ["piqa", "accuracy", "a", "b", "40"]
+    assert paired[1][7] == "+50.00 *" and paired[1][10] == "mcnemar_exact"
+
+
+def test_lmeval_rows_give_per_row_scores_in_the_jobs_unit():
+    results = {
+        "model": "m",
+        "dataset": "lmeval",
+        "version": "v",
+        "mode": "lmeval",
+        "fingerprints": {"data": {"x": 1}},
+        "metrics": {"arc_easy/acc": 50.0, "arc_easy/acc_stderr": 35.0, "lambada/perplexity": 12.0},
+    }
+    rows = [
+        {"task": "arc_easy", "doc_id": 0, "prompt": "Q0", "target": 1,
+         "filtered": {"none": [[-2.0, False], [-1.0, False]]}, "metrics": {"acc": 1.0}},
+        {"task": "arc_easy", "doc_id": 1, "prompt": "Q1", "target": 1,
+         "filtered": {"none": [[-1.0, False], [-3.0, False]]}, "metrics": {"acc": 0.0}},
+        {"task": "lambada", "doc_id": 0, "prompt": "P", "target": "x", "filtered": {"none": [[-5.0, True]]},
+         "metrics": {"perplexity": -5.0}},
+    ]  # fmt: skip
+    j = build(results, rows)
+    assert j.scores == {"arc_easy/acc": {"arc_easy:0": 100.0, "arc_easy:1": 0.0}}  # perplexity is no mean of rows
+    assert j.views["arc_easy:0"].answer == "1" and j.views["arc_easy:1"].answer == "0"
+
+
+def test_native_rows_give_scores_views_and_rates():
+    results = {"model": "m", "dataset": "gsm8k", "version": "v", "mode": "gen", "n": 2,
+               "metrics": {"accuracy": 50.0, "accuracy_strict": 0.0},
+               "generation": {"length_capped": 50.0}}  # fmt: skip
+    rows = [
+        {"id": "0", "gold": 0, "prompt": "x" * 3000 + "Q?", "generation": "so 4", "answers": ["4"], "answer": "4",
+         "correct": True, "correct_strict": False},
+        {"id": "1", "gold": 0, "prompt": "Q2", "generation": "...", "answers": ["5"], "answer": None,
+         "correct": False, "correct_strict": False},
+    ]  # fmt: skip
+    j = build(results, rows)
+    assert j.scores["accuracy"] == {"0": 100.0, "1": 0.0} and j.scores["accuracy_strict"] == {"0": 0.0, "1": 0.0}
+    assert j.views["0"].prompt.endswith("Q?") and j.views["0"].prompt.startswith("… ")  # the question is kept
+    assert (j.views["1"].answer, j.views["1"].gold) == ("(none)", "5")
+    assert j.rates == {"no_answer": 50.0, "truncated": 50.0}
+
+
+@pytest.mark.process
+def test_a_sweep_prints_the_paired_table_and_writes_comparison_files(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m",
+        "model=tiny_llama,tiny_llama_b",
+        "dataset=piqa,arc_easy",
+        "dataset.limit=12",
+        "tracking=none",
+        "progress=false",
+        f"hydra.sweep.dir={sweep}",
+        outputs=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = summary_lines(proc.stdout)
+    assert all(" ± " in line for line in table[2:])
+    rest = proc.stdout.splitlines()[len(table) + 1 :]
+    assert rest[0].startswith("paired on the rows both models scored")
+    assert rest[1].split()[:4] == ["dataset", "metric", "A", "B"]
+    assert any(line.startswith("macro average") for line in rest)
+    folder = sweep / "summary"
+    comparison = json.loads((folder / "comparison.json").read_text())
+    assert {p["dataset"] for p in comparison["pairs"]} == {"piqa", "arc_easy"}
+    assert all(p["n"] == 12 and p["model_a"] == "tiny_llama" for p in comparison["pairs"])
+    assert list(folder.glob("paired_*.csv")) and list(folder.glob("paired_*.md"))
+    quiet = run_cli("mode=viz", "viz.ci=false", f"hydra.run.dir={sweep}", outputs=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert not any(" ± " in line for line in summary_lines(quiet.stdout))
+
+
+def browse(tmp_path: Path, url: str, *extra: str) -> str:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (see .ci/run)")
+        pytest.skip("no chromium here (apt-get install chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--virtual-time-budget=10000",
+             "--window-size=1400,1600"]  # fmt: skip
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    out = subprocess.run(
+        [chromium, *flags, f"--user-data-dir={profile}", *extra, url], capture_output=True, text=True, timeout=120
+    )
+    return out.stdout
+
+
+def predictions(folder: Path, model: str, dataset: str) -> dict[str, Any]:
+    path = next(folder.glob(f"*/judged/{model}/{dataset}.jsonl"))
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+@pytest.mark.process
+def test_report_html_opens_offline_in_a_real_browser(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m",
+        "model=tiny_llama,tiny_llama_b",
+        "dataset=piqa,gsm8k",
+        "dataset.limit=10",
+        "model.max_out_len=16",
+        "tracking=none",
+        "progress=false",
+        f"hydra.sweep.dir={sweep}",
+        outputs=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = sweep / "summary" / "report.html"
+    page = report.read_text()
+    assert not re.search(r"<(script|link|img)[^>]*(src|href)=", page) and "@import" not in page  # all inline
+    dom = browse(tmp_path, report.as_uri(), "--dump-dom")
+    heat = re.findall(r'<td class="v" data-model="([^"]+)" data-value="([^"]+)"', dom)
+    assert sorted({m for m, _ in heat}) == ["tiny_llama", "tiny_llama_b"] and len(heat) == 4
+    assert len(re.findall(r'class="bar"', dom)) == 4 and len(re.findall(r'class="ci"', dom)) == 4
+    assert "mcnemar_exact" in dom  # the paired table
+    # the browser opens on the first dataset (gsm8k): exactly the rows where the two answers differ
+    a, b = predictions(sweep, "tiny_llama", "gsm8k"), predictions(sweep, "tiny_llama_b", "gsm8k")
+    differ = sorted((i for i in a if a[i]["answer"] != b[i]["answer"]), key=int)
+    assert differ  # random tiny models: some answers differ
+    listed = re.findall(r'<tr data-id="([^"]+)" class="disagree">', dom)
+    assert listed == differ
+    assert re.search(rf'data-count="{len(differ)}"', dom)
+    shot = tmp_path / "report.png"
+    browse(tmp_path, report.as_uri(), f"--screenshot={shot}")
+    assert shot.is_file() and shot.stat().st_size > 10_000
