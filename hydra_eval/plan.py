@@ -160,6 +160,13 @@ def check_baselines(plan: Sequence[PlannedJob], compose: Callable[[list[str]], D
         )
 
 
+def check_viz_baseline(plan: Sequence[PlannedJob], baseline: str | None) -> None:
+    """viz.baseline must be one of the sweep's models: said now, not after every job has run."""
+    models = sorted({job.model for job in plan})
+    if baseline is not None and plan and baseline not in models:
+        raise UserError(f"viz.baseline={baseline} is not one of this sweep's models: {', '.join(models)}")
+
+
 def describe(plan: Sequence[PlannedJob], launcher: str) -> str:
     header = ["#", "model", "dataset", "shard", "rows", "launcher", "resources", "overrides"]
     rows = [header]

@@ -269,3 +269,14 @@ def test_report_html_opens_offline_in_a_real_browser(tmp_path):
     shot = tmp_path / "report.png"
     browse(tmp_path, report.as_uri(), f"--screenshot={shot}")
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.process
+def test_an_unknown_baseline_is_refused_before_any_job_runs(tmp_path):
+    proc = run_cli(
+        "-m", "model=tiny_llama,tiny_llama_b", "dataset=piqa", "viz.baseline=tiny_llam", "tracking=none",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", outputs=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "viz.baseline=tiny_llam is not one of this sweep's models: tiny_llama, tiny_llama_b" in proc.stderr
+    assert not list((tmp_path / "sweep").glob("*/predictions"))

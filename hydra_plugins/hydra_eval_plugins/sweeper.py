@@ -35,6 +35,7 @@ from hydra_eval.plan import (
     PLAN_FILE,
     PlannedJob,
     check_baselines,
+    check_viz_baseline,
     describe,
     expand,
     judge_jobs,
@@ -129,6 +130,7 @@ class EvalSweeper(Sweeper):
         try:
             plan = expand(combos, self._compose, _count_rows)
             check_baselines(plan, self._compose)
+            check_viz_baseline(plan, self.config.viz.baseline)
         except UserError as e:  # missing data, bad shard settings: one line, before anything is launched
             log.error("%s", e)
             sys.exit(1)
