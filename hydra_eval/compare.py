@@ -130,7 +130,10 @@ def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.
         (j.dataset, j.version, m, j.model): ci
         for j in jobs
         for m in j.metrics
-        if not m.endswith("_stderr") and (ci := _interval(j, m)) is not None
+        if not m.endswith("_stderr")
+        and (ci := _interval(j, m)) is not None
+        and math.isfinite(ci.value)
+        and math.isfinite(ci.half)
     }
     pairs: list[Pair] = []
     refused: list[str] = []

@@ -7,6 +7,7 @@ parse-failure rates, and a browser of the rows where two chosen models' answers 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from hydra_eval.compare import Comparison, paired_rows
@@ -52,12 +53,12 @@ document.getElementById("meta").textContent =
 // heatmap
 const hm = document.getElementById("heatmap");
 row(hm, ["dataset", "metric", ...D.models], "th");
-const all = D.heat.flatMap(h => Object.values(h.values));
+const all = D.heat.flatMap(h => Object.values(h.values)).filter(v => v !== null);
 const lo = Math.min(...all), hi = Math.max(...all);
 for (const h of D.heat) {
   const cells = D.models.map(m => {
     const v = h.values[m];
-    if (v === undefined) return el("td", {class: "v"}, "-");
+    if (v === undefined || v === null) return el("td", {class: "v"}, "-");
     const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
     const light = Math.round(95 - 55 * t);
     return el("td", {class: "v", "data-model": m, "data-value": v,
@@ -69,7 +70,8 @@ for (const h of D.heat) {
 const bars = document.getElementById("bars"), NS = "http://www.w3.org/2000/svg";
 const svgEl = (tag, attrs) => { const e = document.createElementNS(NS, tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
-for (const b of D.bars) {
+for (const b0 of D.bars) {
+  const b = {...b0, models: b0.models.filter(m => m.value !== null)};
   const w = 60 + 70 * b.models.length, h = 200, top = Math.max(...b.models.map(m => m.high ?? m.value), 1);
   const box = el("div", {class: "bars", "data-dataset": b.dataset});
   box.appendChild(el("div", {}, `${b.dataset} (${b.metric})`));
@@ -80,7 +82,7 @@ for (const b of D.bars) {
     const bar = svgEl("rect", {x, y: y(m.value), width: 40, height: h - y(m.value), fill: "#4a78b5",
       class: "bar", "data-model": m.model, "data-value": m.value});
     svg.appendChild(bar);
-    if (m.low !== null) {
+    if (m.low !== null && m.high !== null) {
       svg.appendChild(svgEl("line", {x1: x + 20, x2: x + 20, y1: y(m.high), y2: y(m.low), stroke: "#000",
         "stroke-width": 2, class: "ci", "data-model": m.model, "data-low": m.low, "data-high": m.high}));
       for (const v of [m.low, m.high])
@@ -97,7 +99,7 @@ const pt = document.getElementById("paired");
 D.paired.forEach((r, i) => row(pt, r, i ? "td" : "th"));
 const rt = document.getElementById("rates");
 if (D.rates.length) { row(rt, ["model", "dataset", "rate", "% of rows"], "th");
-  D.rates.forEach(r => row(rt, [r.model, r.dataset, r.rate, r.value.toFixed(2)])); }
+  D.rates.forEach(r => row(rt, [r.model, r.dataset, r.rate, r.value === null ? "-" : r.value.toFixed(2)])); }
 else row(rt, ["none of these jobs has truncation or parse-failure rates"]);
 // disagreement browser
 const ds = document.getElementById("ds"), ma = document.getElementById("ma"), mb = document.getElementById("mb");
@@ -193,8 +195,20 @@ def data(
     }
 
 
+def finite(tree: Any) -> Any:
+    """NaN and infinities as null: JSON has no NaN, and JSON.parse refuses the whole page over one."""
+    if isinstance(tree, float):
+        return tree if math.isfinite(tree) else None
+    if isinstance(tree, dict):
+        return {k: finite(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [finite(v) for v in tree]
+    return tree
+
+
 def html_page(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")
+    # every "<" escaped: no text in a prompt or an answer can end the data block or start a comment in it
+    text = json.dumps(finite(payload), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
     return _PAGE.replace("__DATA__", text)
 
 

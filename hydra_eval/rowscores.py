@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,20 @@ def _native(
     results: dict[str, Any], rows: list[dict[str, Any]]
 ) -> tuple[dict[str, dict[str, float]], dict[str, RowView]]:
     scores: dict[str, dict[str, float]] = {}
-    for metric in results["metrics"]:
+    for metric, value in results["metrics"].items():
         field = VERDICT_FIELD.get(metric)
         if field and rows and all(field in r for r in rows):
-            scores[metric] = {str(r["id"]): 100.0 * bool(r[field]) for r in rows}
+            values = {str(r["id"]): 100.0 * bool(r[field]) for r in rows}
+            if mean_of(list(values.values()), value):  # not with num_samples > 1 (pass@1 is a mean of c/n)
+                scores[metric] = values
     return scores, {str(r["id"]): _native_view(r) for r in rows}
+
+
+def mean_of(values: list[float], reported: float) -> bool:
+    """Whether `reported` is the plain mean of these finite per-row values (else they are not its rows)."""
+    if not values or not all(math.isfinite(v) for v in values) or not math.isfinite(reported):
+        return False
+    return abs(sum(values) / len(values) - reported) <= 1e-6 * max(1.0, abs(reported))
 
 
 def _lmeval(
@@ -128,13 +138,14 @@ def _lmeval(
         task, _, metric = name.rpartition("/")
         docs = by_task.get(task, [])
         values = [d["metrics"].get(metric) for d in docs]
-        if not docs or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if not docs or not all(isinstance(v, int | float) for v in values):  # bools too (IFEval's prompt-level)
             continue
-        mean = sum(values) / len(values)
+        mean = sum(float(v) for v in values) / len(values)
         scale = 100.0 if abs(100 * mean - value) < abs(mean - value) else 1.0
-        if abs(scale * mean - value) > 1e-6 * max(1.0, abs(value)):
-            continue  # not a plain mean over documents (perplexity, bleu, ...)
-        scores[name] = {f"{d['task']}:{d['doc_id']}": scale * float(v) for d, v in zip(docs, values, strict=True)}
+        scaled = [scale * float(v) for v in values]
+        if not mean_of(scaled, value):
+            continue  # not a plain mean over documents (perplexity, bleu, ...), or not finite
+        scores[name] = {f"{d['task']}:{d['doc_id']}": v for d, v in zip(docs, scaled, strict=True)}
     views = {
         f"{r['task']}:{r['doc_id']}": RowView(
             _tail(str(r.get("prompt", ""))),

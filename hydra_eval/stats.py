@@ -125,6 +125,8 @@ def paired(a: Sequence[float], b: Sequence[float], seed: int = SEED, rounds: int
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"paired needs two equal, non-empty lists of row scores (got {len(x)} and {len(y)})")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("paired needs finite row scores (a NaN would test as significant)")
     d = y - x
     rng = np.random.default_rng(seed)
     if not d.any():  # identical scores: nothing to resample, nothing to test

@@ -128,9 +128,15 @@ def write(
     if not results and not failed:
         where = "MLflow" if records is not None else f"{root} (no results/*/*.json)"
         raise UserError(f"no results in {where}: nothing to show; run mode=eval (or mode=all) first")
-    if jobs is None:
-        jobs = rowscores.under(root) if records is None else []
-    comparison = compare.compare(jobs, viz.baseline, viz.seed) if jobs else None
+    comparison = None
+    try:
+        if jobs is None:
+            jobs = rowscores.under(root) if records is None else []
+        comparison = compare.compare(jobs, viz.baseline, viz.seed) if jobs else None
+    except Exception as e:  # a bad row or a baseline whose jobs all failed: the table is still shown
+        first = (str(e).splitlines() or [""])[0][:300]
+        log.warning("no model comparison (table without CIs): %s: %s", type(e).__name__, first)
+        jobs = []
     rows = table(results, models, failed, comparison, viz.ci)
     paired = compare.paired_rows(comparison) if comparison is not None else []
     stamp = time.strftime("%Y%m%d_%H%M%S")
@@ -143,7 +149,7 @@ def write(
     try:
         write_text(folder / f"summary_{stamp}.txt", text)
         write_text(folder / f"summary_{stamp}.md", to_markdown(rows))
-        write_text(folder / f"summary_{stamp}.csv", to_csv(rows))
+        write_text(folder / f"summary_{stamp}.csv", to_csv(table(results, models, failed)))  # numbers only
         if len(paired) > 1:
             write_text(folder / f"paired_{stamp}.md", to_markdown(paired))
             write_text(folder / f"paired_{stamp}.csv", to_csv(paired))
@@ -153,4 +159,6 @@ def write(
             write_text(folder / "report.html", report.render(results, jobs, comparison, failed or []))
     except DiskFull as e:  # the table is still shown; the results it comes from are whole
         log.warning("summary files not written: %s", e)
+    except Exception as e:  # the report is a view: the table and its files stand without it
+        log.warning("summary/report.html not written: %s: %s", type(e).__name__, str(e)[:300])
     return text

@@ -26,6 +26,8 @@ from hydra_eval.schema import TrackingConfig
 
 log = logging.getLogger(__name__)
 
+# 95% CI bounds of a metric, as metrics of their own (not `_ci_low`: judge results have their own of those)
+CI_LOW, CI_HIGH = "_ci95_low", "_ci95_high"
 SWEEP = "mlflow_sweep.json"  # in a sweep folder: {"parent_run_id", "summary_logged"}
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-./: ]")
 
@@ -148,23 +150,27 @@ def _dataset_input(results: dict[str, Any], table: Any) -> Any:
 
 
 def _ci_metrics(files: JobFiles, prefix: str) -> dict[str, float]:
-    """Every metric's 95% CI bounds, `<metric>_ci_low` / `_ci_high` (MLflow shows raw floats: the bounds
-    are what a chart or a column can show beside the value), and `score` / `score_ci_*`: the dataset's first
+    """Every metric's 95% CI bounds, `<metric>_ci95_low` / `_ci95_high` (MLflow shows raw floats: the bounds
+    are what a chart or a column can show beside the value), and `score` / `score_ci95_*`: the dataset's first
     metric under one name, so that the chart view can set every dataset's runs side by side."""
     from hydra_eval import compare
 
-    job = rowscores.from_job(files)
+    try:
+        job = rowscores.from_job(files)
+        intervals = compare.compare([job]).intervals
+    except Exception as e:  # the job's own metrics still go up; a run without CIs beats no run
+        log.warning("no CI metrics for %s: %s: %s", files.results, type(e).__name__, str(e)[:200])
+        return {}
     out: dict[str, float] = {}
-    for (_, _, metric, _), ci in compare.compare([job]).intervals.items():
-        if ci.half == ci.half:  # not NaN
-            out[f"{prefix}{metric}_ci_low"], out[f"{prefix}{metric}_ci_high"] = ci.low, ci.high
+    for (_, _, metric, _), ci in intervals.items():
+        out[f"{prefix}{metric}{CI_LOW}"], out[f"{prefix}{metric}{CI_HIGH}"] = ci.low, ci.high
     first = next((m for m in job.metrics if not m.endswith("_stderr") and "/" not in m), None)
     if first is not None:
         out["score"] = job.metrics[first]
-        if f"{prefix}{first}_ci_low" in out:
-            out["score_ci_low"], out["score_ci_high"] = (
-                out[f"{prefix}{first}_ci_low"],
-                out[f"{prefix}{first}_ci_high"],
+        if f"{prefix}{first}{CI_LOW}" in out:
+            out[f"score{CI_LOW}"], out[f"score{CI_HIGH}"] = (
+                out[f"{prefix}{first}{CI_LOW}"],
+                out[f"{prefix}{first}{CI_HIGH}"],
             )
     return out
 
@@ -328,9 +334,9 @@ def finish_sweep(tracking: TrackingConfig, sweep_dir: Path) -> bool:
         folder = summary_dir(sweep_dir)
         compared = read_json(folder / "comparison.json") if (folder / "comparison.json").is_file() else {}
         metrics += [
-            Metric(key(f"{c['model']}/{c['dataset']}/{c['metric']}_ci_{end}"), float(c[f"ci_{end}"]), now, 0)
+            Metric(key(f"{c['model']}/{c['dataset']}/{c['metric']}{suffix}"), float(c[field]), now, 0)
             for c in compared.get("intervals", [])
-            for end in ("low", "high")
+            for suffix, field in ((CI_LOW, "ci_low"), (CI_HIGH, "ci_high"))
         ]
         for i in range(0, len(metrics), 1000):  # MLflow's batch limit
             client.log_batch(run_id, metrics=metrics[i : i + 1000])
@@ -413,7 +419,7 @@ def leaderboard(
             "metrics": {
                 k[len(prefix) :]: v
                 for k, v in r.data.metrics.items()
-                if k.startswith(prefix) and k != f"{prefix}n" and not k.endswith(("_ci_low", "_ci_high"))
+                if k.startswith(prefix) and k != f"{prefix}n" and not k.endswith((CI_LOW, CI_HIGH))
             },
         }
         newest.setdefault((record["model"], record["dataset"], record["version"]), record)

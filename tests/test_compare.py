@@ -280,3 +280,47 @@ def test_an_unknown_baseline_is_refused_before_any_job_runs(tmp_path):
     assert proc.returncode == 1
     assert "viz.baseline=tiny_llam is not one of this sweep's models: tiny_llama, tiny_llama_b" in proc.stderr
     assert not list((tmp_path / "sweep").glob("*/predictions"))
+
+
+def test_rows_that_do_not_average_to_the_metric_are_not_its_rows():
+    # num_samples > 1: pass@1 is the mean of c/n per row, `correct` only the first sample's verdict
+    results = {"model": "m", "dataset": "humaneval", "version": "v", "mode": "gen", "metrics": {"pass@1": 50.0}}
+    rows = [
+        {"id": "0", "prompt": "p", "correct": True, "answer": "a"},
+        {"id": "1", "prompt": "p", "correct": True},
+    ]
+    assert build(results, rows).scores == {}
+    nan = {**results, "metrics": {"accuracy": float("nan")}}
+    assert build(nan, [{"id": "0", "prompt": "p", "correct": True}]).scores == {}
+    with pytest.raises(ValueError, match="finite"):
+        stats.paired([1.0, float("nan")], [1.0, 0.0])
+
+
+def test_the_report_survives_nan_values_and_html_in_rows():
+    from hydra_eval import report
+
+    a = job("a", {"0": 100.0, "1": 0.0})
+    b = job("b", {"0": 0.0, "1": 0.0})
+    b.views["0"] = RowView("<!--<script>alert(1)</script>", "</script>", "x", "y")
+    results = [
+        {"model": "a", "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": {"accuracy": 50.0}},
+        {"model": "b", "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": {"accuracy": float("nan")}},
+    ]
+    page = report.render(results, [a, b], compare.compare([a, b]), [])
+    block = page.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block  # nothing in the data can close the block or open a comment
+    data = json.loads(block)
+    assert data["heat"][0]["values"] == {"a": 50.0, "b": None}
+    assert data["rows"]["piqa"][0]["by"]["b"]["answer"] == "x"
+
+
+def test_the_summary_is_written_when_the_comparison_fails(tmp_path, caplog):
+    from hydra_eval.schema import VizConfig
+
+    a = job("a", {"0": 100.0})
+    results = [{"model": "a", "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": {"accuracy": 100.0}}]
+    text = summary.write(tmp_path, records=results, jobs=[a], viz=VizConfig(baseline="zz"))
+    assert text.splitlines()[2].split()[:5] == ["piqa", "v1", "accuracy", "ppl", "100.00"]
+    assert "no model comparison" in caplog.text and "viz.baseline=zz" in caplog.text
+    (csv,) = tmp_path.glob("summary/summary_*.csv")
+    assert csv.read_text().splitlines()[1] == "piqa,v1,accuracy,ppl,100.00"  # numbers only

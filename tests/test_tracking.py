@@ -399,7 +399,7 @@ def test_mlflow_ui_of_a_sweep_opens_on_the_runs_with_the_children_unfolded(serve
     runs = server.runs("ui")
     child = next(r for r in runs if r["info"]["run_name"] == "tiny_llama/piqa")
     accuracy = metrics(child)["piqa/accuracy"]
-    assert {"score", "score_ci_low", "score_ci_high", "piqa/accuracy_ci_low"} <= set(metrics(child))
+    assert {"score", "score_ci95_low", "score_ci95_high", "piqa/accuracy_ci95_low"} <= set(metrics(child))
     text = visible_text(browse(tmp_path, link, "--dump-dom"))
     assert runs_view(text), text[:1500]
     names = [r["info"]["run_name"] for r in runs]
@@ -416,7 +416,7 @@ def test_mlflow_ui_of_a_sweep_opens_on_the_runs_with_the_children_unfolded(serve
     assert {"report.html", "comparison.json"} <= files and any(f.startswith("paired_") for f in files)
     top = {f["path"] for f in server.api(f"artifacts/list?run_id={parent['info']['run_id']}").get("files", [])}
     assert "comparison_table.json" in top
-    assert "tiny_llama_b/piqa/accuracy_ci_low" in metrics(parent)
+    assert "tiny_llama_b/piqa/accuracy_ci95_low" in metrics(parent)
 
 
 @pytest.mark.process
