@@ -72,13 +72,14 @@ const svgEl = (tag, attrs) => { const e = document.createElementNS(NS, tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
 for (const b0 of D.bars) {
   const b = {...b0, models: b0.models.filter(m => m.value !== null)};
-  const w = 60 + 70 * b.models.length, h = 200, top = Math.max(...b.models.map(m => m.high ?? m.value), 1);
+  const step = Math.max(70, 8 + 7 * Math.max(...b.models.map(m => m.model.length), 0));  // room for the names
+  const w = 60 + step * b.models.length, h = 200, top = Math.max(...b.models.map(m => m.high ?? m.value), 1);
   const box = el("div", {class: "bars", "data-dataset": b.dataset});
   box.appendChild(el("div", {}, `${b.dataset} (${b.metric})`));
   const svg = svgEl("svg", {width: w, height: h + 40});
   svg.appendChild(svgEl("line", {x1: 40, y1: h, x2: w, y2: h, stroke: "#888"}));
   b.models.forEach((m, i) => {
-    const x = 50 + 70 * i, y = v => h - (h - 10) * v / top;
+    const x = 50 + step * i, y = v => h - (h - 10) * v / top;
     const bar = svgEl("rect", {x, y: y(m.value), width: 40, height: h - y(m.value), fill: "#4a78b5",
       class: "bar", "data-model": m.model, "data-value": m.value});
     svg.appendChild(bar);
