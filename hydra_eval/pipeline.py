@@ -116,5 +116,10 @@ def _summary(cfg: Config, root: Path) -> str:
         except Exception as e:  # unreachable server, bad URI: one line, not a traceback
             first = (str(e).splitlines() or [""])[0][:300]
             raise UserError(f"cannot read MLflow at {cfg.tracking.uri}: {type(e).__name__}: {first}") from None
+        # the results files' own metric names (MLflow keys turn `pass@1` into `pass_1`), as in the files' table
+        exact = {(j.model, j.dataset, j.version): j.metrics for j in jobs}
+        records = [
+            {**r, "metrics": exact.get((r["model"], r["dataset"], r["version"]), r["metrics"])} for r in records
+        ]
         return summary.write(root, records=records, jobs=jobs, viz=cfg.viz)
     return summary.write(root, viz=cfg.viz)
