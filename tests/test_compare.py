@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 from hydra_eval import compare, stats, summary
 from hydra_eval.errors import UserError
 from hydra_eval.rowscores import JobRows, RowView, build
+from tests.browser import browse
 from tests.helpers import run_cli, summary_lines
 
 
@@ -211,24 +210,6 @@ def test_a_sweep_prints_the_paired_table_and_writes_comparison_files(tmp_path):
     quiet = run_cli("mode=viz", "viz.ci=false", f"hydra.run.dir={sweep}", outputs=tmp_path)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert not any(" ± " in line for line in summary_lines(quiet.stdout))
-
-
-def browse(tmp_path: Path, url: str, *extra: str) -> str:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (see .ci/run)")
-        pytest.skip("no chromium here (apt-get install chromium)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--virtual-time-budget=10000",
-             "--window-size=1400,1600"]  # fmt: skip
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    out = subprocess.run(
-        [chromium, *flags, f"--user-data-dir={profile}", *extra, url], capture_output=True, text=True, timeout=120
-    )
-    return out.stdout
 
 
 def predictions(folder: Path, model: str, dataset: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pytest
 from hydra_eval import tracking
 from hydra_eval.outputs import JobFiles
 from hydra_eval.pipeline import run
+from tests.browser import browse, chromium_or_skip, visible_text
 from tests.conftest import ROOT
 from tests.helpers import run_cli, summary_lines
 
@@ -332,47 +333,6 @@ def test_eight_jobs_log_at_once_to_the_default_sqlite_store(compose_cfg, tmp_pat
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("concurrent")
     assert len(client.search_runs([experiment.experiment_id])) == 8
-
-
-def chromium_or_skip() -> str:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (see .ci/run)")
-        pytest.skip("no chromium here (apt-get install chromium)")
-    return chromium
-
-
-def browse(tmp_path: Path, url: str, *extra: str) -> str:
-    """Headless Chromium's DOM (with --dump-dom) of a page, after its scripts ran."""
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=15000",
-        "--window-size=1600,1000",
-    ]
-    profile = tmp_path / f"profile{time.time_ns()}"  # a fresh browser: no workflow switch remembered
-    out = subprocess.run(
-        [chromium_or_skip(), *flags, f"--user-data-dir={profile}", *extra, url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return out.stdout
-
-
-def visible_text(dom: str) -> str:
-    import re
-
-    return re.sub(
-        r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", "", dom, flags=re.S))
-    )
 
 
 def runs_view(text: str) -> bool:
