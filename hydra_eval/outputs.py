@@ -7,8 +7,8 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import socket
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,12 +155,24 @@ def exclusive(root: Path) -> Any:
         os.close(fd)
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in path's folder, created with mode 0666 less the umask, as `open` would make the
+    file itself (mkstemp's 0600 would leave results unreadable to the rest of a cluster group)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def _atomic_write(path: Path, text: str) -> None:
     """Write whole or not at all: a temporary file beside it, renamed over it; on failure no temporary file
     is left and the old file (if any) is untouched."""
     with disk_errors(path.parent, str(path.name)):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        fd, tmp = _temp_beside(path)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)

@@ -246,6 +246,25 @@ def test_a_full_disk_is_one_line_and_leaves_no_temp_file(small_disk):
         store.append([{"idx": i, "text": "z" * 10_000} for i in range(50)])
 
 
+def test_written_files_follow_the_umask_so_a_shared_folder_can_read_them(tmp_path):
+    """Results, predictions and report.html on a cluster's shared folder: 0644 under umask 022, as `open` gives,
+    not mkstemp's owner-only 0600; and 0600 still where the user asks for it with umask 077."""
+    from hydra_eval.outputs import write_json, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "results.json", {"a": 1})
+        write_text(tmp_path / "report.html", "<html></html>")
+        write_text(tmp_path / "report.html", "<html>again</html>")  # replacing keeps the mode too
+        os.umask(0o077)
+        write_json(tmp_path / "private.json", {"b": 2})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+
+
 def test_complete_results_stay_complete_when_the_summary_cannot_be_written(
     compose_cfg, small_disk, capsys, monkeypatch
 ):
