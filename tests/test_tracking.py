@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -128,7 +129,12 @@ def sweep_state(server: MlflowServer, experiment: str) -> dict[str, Any]:
             "artifacts": sorted(a["path"] for a in artifacts),
             "inputs": sorted(d["dataset"]["name"] for d in r.get("inputs", {}).get("dataset_inputs", [])),
         }
-    return {"children": children, "parent_metrics": metrics(parents[0])}
+    with tempfile.TemporaryDirectory() as tmp:  # the paired comparison, as the run's table view shows it
+        from mlflow.tracking import MlflowClient
+
+        table = MlflowClient(server.url).download_artifacts(parent_id, "comparison_table.json", tmp)
+        comparison = json.loads(Path(table).read_text())["data"]
+    return {"children": children, "parent_metrics": metrics(parents[0]), "comparison_table": comparison}
 
 
 def hydra_eval(*args: str, root: Path, background: bool = False) -> Any:
@@ -279,6 +285,13 @@ def test_outage_mid_sweep_then_sync_equals_an_undisturbed_sweep(server, tmp_path
         assert synced.returncode == 0, synced.stderr[-3000:]
     assert "0 still unsynced" in synced.stderr and synced.stdout == ""  # stdout carries only tables
     assert not list((root / "sweep").glob("*/mlflow.unsynced"))
+    assert sweep_state(server, "storm") == sweep_state(server, "calm")
+    # a sync retried after the summary was logged but before it was marked so: the table is not appended twice
+    state = root / "sweep" / tracking.SWEEP
+    state.write_text(json.dumps({**json.loads(state.read_text()), "summary_logged": False}))
+    again = hydra_eval("mode=sync", f"tracking.uri={server.url}", "tracking.experiment=storm", root=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(state.read_text())["summary_logged"]
     assert sweep_state(server, "storm") == sweep_state(server, "calm")
 
 
