@@ -109,7 +109,25 @@ def _interval(job: JobRows, metric: str) -> stats.Interval | None:
     return stats.Interval(job.metrics[metric], stats.Z95 * err)
 
 
+def _ratio_pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None:
+    """A judge metric: with the same weight on every row of both (every verdict parsed, no strong verdict
+    weighted), the per-row means and their usual test (McNemar for judged accuracy); else the ratio's own."""
+    ra, rb = a.ratios.get(metric), b.ratios.get(metric)
+    if not ra or not rb:
+        return None
+    shared = sorted(set(ra) & set(rb))
+    xa, xb = [ra[i] for i in shared], [rb[i] for i in shared]
+    if not shared or not sum(d for _, d in xa) or not sum(d for _, d in xb):
+        return None
+    weights = {d for _, d in xa + xb}
+    if len(weights) == 1 and weights != {0.0}:
+        return stats.paired([n / d for n, d in xa], [n / d for n, d in xb], seed=seed)
+    return stats.paired_ratio(xa, xb, seed=seed)
+
+
 def _pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None:
+    if metric in a.ratios or metric in b.ratios:
+        return _ratio_pair(a, b, metric, seed)
     ra, rb = a.scores.get(metric), b.scores.get(metric)
     if not ra or not rb:
         return None
@@ -167,7 +185,8 @@ def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.
                     result = _pair(ja, jb, metric, seed)
                     if result is not None:
                         pairs.append(Pair(dataset, version, metric, ma, mb, result))
-                        primary.setdefault((dataset, ma, mb), (ja, jb, metric))
+                        if metric in ja.scores and metric in jb.scores:  # the macro average takes row means
+                            primary.setdefault((dataset, ma, mb), (ja, jb, metric))
     macro = []
     for ma, mb in _model_pairs(models, baseline):
         sets = [(ja, jb, m) for (d, a, b), (ja, jb, m) in sorted(primary.items()) if (a, b) == (ma, mb)]

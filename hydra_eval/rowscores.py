@@ -2,9 +2,11 @@
 
 The statistics (hydra_eval/compare.py) pair two models' rows by id; the report's disagreement browser shows the
 rows where their answers differ. A metric has per-row scores when it is a mean over rows: accuracy-like metrics
-of native datasets (one verdict field each) and every per-document metric of an lm-eval job. Means over other
-units (IFEval's instruction-level accuracy, perplexity, judge win rates, avg@k) have none and are left out of
-the paired tests; the table still shows them.
+of native datasets (one verdict field each) and every per-document metric of an lm-eval job. A judge's score,
+win rate or judged accuracy is a ratio of sums instead (each row's weighted verdicts over its weights, parse
+failures left out): its rows keep a (numerator, denominator) pair. Means over other units (IFEval's
+instruction-level accuracy, perplexity, avg@k, per-turn and per-category judge scores) have none and are left
+out of the paired tests; the table still shows them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ VERDICT_FIELD = {
     "acc_norm": "correct_norm",
     "prompt_level_loose_acc": "correct_loose",
 }
+# a judge's mode -> its metric and the scale of its verdicts (hydra_eval/judging/scores.py)
+JUDGE_METRIC = {"single": ("score", 1.0), "pairwise": ("win_rate", 100.0), "reference": ("accuracy", 100.0)}
 TEXT_CAP = 1500  # characters of a prompt or output kept for the report
 
 
@@ -52,6 +56,8 @@ class JobRows:
     scores: dict[str, dict[str, float]]  # metric -> row id -> the row's value, in the metric's unit
     views: dict[str, RowView]  # row id -> the row
     rates: dict[str, float]  # truncation / parse-failure rates in percent, where the job has them
+    # judge metrics: metric -> row id -> (the row's weighted verdicts x scale, their weight)
+    ratios: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
 
 def fingerprint(results: dict[str, Any]) -> str:
@@ -158,6 +164,27 @@ def _lmeval(
     return scores, views
 
 
+def judge_ratios(results: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """A judged job's metric as per-row (numerator, denominator) pairs, when their ratio of sums is the
+    reported value (judged rows carry their judgments: score and weight, score null for a parse failure)."""
+    spec = JUDGE_METRIC.get(str((results.get("judge") or {}).get("mode")))
+    if spec is None or not rows or not all(isinstance(r.get("judgments"), list) for r in rows):
+        return {}
+    name, scale = spec
+    reported = results["metrics"].get(name)
+    ratios: dict[str, tuple[float, float]] = {}
+    for r in rows:
+        parsed = [j for j in r["judgments"] if j.get("score") is not None]
+        weight = float(sum(j.get("weight", 1) for j in parsed))
+        ratios[str(r["id"])] = (scale * sum(j.get("weight", 1) * j["score"] for j in parsed), weight)
+    numerator, denominator = (sum(v[k] for v in ratios.values()) for k in (0, 1))
+    if not isinstance(reported, int | float) or not math.isfinite(reported) or denominator <= 0:
+        return {}
+    if abs(numerator / denominator - reported) > 1e-6 * max(1.0, abs(reported)):
+        return {}
+    return {name: ratios}
+
+
 def rates(results: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, float]:
     """Percent of rows cut at the length cap, with no answer read from the generation, or whose judge reply
     did not parse."""
@@ -183,6 +210,9 @@ def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
         scores, views = _lmeval(results, rows)
     else:
         scores, views = _native(results, rows)
+    ratios = judge_ratios(results, rows)
+    for name in ratios:  # a judge's metric is its ratio, never a verdict field's mean
+        scores.pop(name, None)
     return JobRows(
         model=results["model"],
         dataset=results["dataset"],
@@ -193,6 +223,7 @@ def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
         scores=scores,
         views=views,
         rates=rates(results, rows),
+        ratios=ratios,
     )
 
 

@@ -3,6 +3,8 @@
 - `interval`: a metric's 95% confidence interval (normal approximation, the metric's stderr x 1.96).
 - `paired`: model B minus model A on the same rows: the difference, its paired-bootstrap 95% CI, and a p-value
   (McNemar's exact test when every score is 0 or 1 (or 0 or 100), a paired sign-flip permutation test otherwise).
+- `paired_ratio`: the same for a ratio of sums (a judge's score or win rate: each row's weighted verdicts over
+  its weights, parse failures left out), with a paired permutation test that swaps the two models' rows.
 - `macro`: the same over several datasets at once: the mean of the per-dataset differences, with a stratified
   bootstrap CI (each dataset resampled on its own) and a sign-flip permutation p-value.
 
@@ -168,3 +170,72 @@ def macro(
         p=p,
         test=test,
     )
+
+
+def _ratio_diffs(na: np.ndarray, da: np.ndarray, nb: np.ndarray, db: np.ndarray) -> np.ndarray:
+    """sum(nb)/sum(db) - sum(na)/sum(da) along the last axis; NaN where a denominator is 0."""
+    sa, sb = da.sum(axis=-1), db.sum(axis=-1)
+    ra = np.divide(na.sum(axis=-1), sa, out=np.full(np.shape(sa), np.nan), where=sa > 0)
+    rb = np.divide(nb.sum(axis=-1), sb, out=np.full(np.shape(sb), np.nan), where=sb > 0)
+    return np.asarray(rb - ra)
+
+
+def paired_ratio(
+    a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]], seed: int = SEED, rounds: int = BOOTSTRAP
+) -> Paired:
+    """B - A where each model's score is sum(numerators) / sum(denominators) over the same rows (a[i] and b[i]
+    are row i's (numerator, denominator)): a paired-bootstrap CI, and a permutation p-value from swapping the
+    two models' values row by row (exact over all swaps up to EXACT_UP_TO rows that differ)."""
+    x, y = np.asarray(a, dtype=float).reshape(-1, 2), np.asarray(b, dtype=float).reshape(-1, 2)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"paired_ratio needs two equal, non-empty lists of rows (got {len(x)} and {len(y)})")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()) or (x[:, 1] < 0).any() or (y[:, 1] < 0).any():
+        raise ValueError("paired_ratio needs finite numerators and denominators of 0 or more")
+    if x[:, 1].sum() <= 0 or y[:, 1].sum() <= 0:
+        raise ValueError("paired_ratio needs a score for each model (every denominator is 0)")
+    na, da, nb, db = x[:, 0], x[:, 1], y[:, 0], y[:, 1]
+    score_a, score_b = na.sum() / da.sum(), nb.sum() / db.sum()
+    diff = float(score_b - score_a)
+    rng = np.random.default_rng(seed)
+    differ = np.flatnonzero((na != nb) | (da != db))
+    if len(differ) == 0:
+        return Paired(len(x), float(score_a), float(score_b), diff, 0.0, 0.0, 1.0, "ratio_permutation_exact")
+    boots = np.empty(rounds)
+    n = len(x)
+    for start in range(0, rounds, _CHUNK):
+        k = min(_CHUNK, rounds - start)
+        idx = rng.integers(0, n, size=(k, n))
+        boots[start : start + k] = _ratio_diffs(na[idx], da[idx], nb[idx], db[idx])
+    low, high = (float(v) for v in np.nanpercentile(boots, [2.5, 97.5]))
+    # a swap moves row i's values from one model to the other; rows equal in both never change a total
+    same = np.ones(n, dtype=bool)
+    same[differ] = False
+    base = [float(v[same].sum()) for v in (na, da, nb, db)]
+    ua, va, ub, vb = na[differ], da[differ], nb[differ], db[differ]
+    observed = abs(diff)
+    tolerance = 1e-12 * max(1.0, observed)
+
+    def swapped(swap: np.ndarray) -> np.ndarray:  # swap: (k, m) of 0/1
+        keep = 1 - swap
+        return np.abs(
+            _ratio_diffs(
+                np.concatenate([np.full((len(swap), 1), base[0]), keep * ua + swap * ub], axis=1),
+                np.concatenate([np.full((len(swap), 1), base[1]), keep * va + swap * vb], axis=1),
+                np.concatenate([np.full((len(swap), 1), base[2]), keep * ub + swap * ua], axis=1),
+                np.concatenate([np.full((len(swap), 1), base[3]), keep * vb + swap * va], axis=1),
+            )
+        )
+
+    m = len(differ)
+    if m <= EXACT_UP_TO:
+        swaps = (np.arange(2**m)[:, None] >> np.arange(m)) & 1
+        stats = swapped(swaps.astype(float))
+        p, test = float((np.nan_to_num(stats, nan=-1.0) >= observed - tolerance).mean()), "ratio_permutation_exact"
+    else:
+        hits = 0
+        for start in range(0, rounds, _CHUNK):
+            k = min(_CHUNK, rounds - start)
+            stats = swapped(rng.integers(0, 2, size=(k, m)).astype(float))
+            hits += int((np.nan_to_num(stats, nan=-1.0) >= observed - tolerance).sum())
+        p, test = (hits + 1) / (rounds + 1), "ratio_permutation"
+    return Paired(n, float(score_a), float(score_b), diff, low, high, p, test)

@@ -442,6 +442,7 @@ _JSON_FIELDS = (
     "prompts",
     "continuations",
     "target",
+    "judgments",  # a judged dataset's verdicts per row: its judge score's (numerator, denominator)
 )
 
 
@@ -469,13 +470,18 @@ def past_jobs(tracking: TrackingConfig, records: list[dict[str, Any]]) -> list[r
                     type(e).__name__,
                 )
                 continue
-        rows = []
-        for values in data["data"]:
-            row = dict(zip(data["columns"], values, strict=True))
-            for name in _JSON_FIELDS:
-                if isinstance(row.get(name), str) and row[name][:1] in "[{":
-                    with contextlib.suppress(ValueError):
-                        row[name] = json.loads(row[name])
-            rows.append(row)
-        jobs.append(rowscores.build(results, rows))
+        jobs.append(rowscores.build(results, table_rows(data)))
     return jobs
+
+
+def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A logged per-example table (MLflow's "split" JSON) back into the judged rows it was made from."""
+    rows = []
+    for values in data["data"]:
+        row = dict(zip(data["columns"], values, strict=True))
+        for name in _JSON_FIELDS:
+            if isinstance(row.get(name), str) and row[name][:1] in "[{":
+                with contextlib.suppress(ValueError):
+                    row[name] = json.loads(row[name])
+        rows.append(row)
+    return rows

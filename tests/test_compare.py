@@ -305,3 +305,88 @@ def test_the_summary_is_written_when_the_comparison_fails(tmp_path, caplog):
     assert "no model comparison" in caplog.text and "viz.baseline=zz" in caplog.text
     (csv,) = tmp_path.glob("summary/summary_*.csv")
     assert csv.read_text().splitlines()[1] == "piqa,v1,accuracy,ppl,100.00"  # numbers only
+
+
+def brute_ratio_permutation(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """The exact permutation p-value by hand: every way of swapping the two models' (num, den) row by row."""
+
+    def ratio(rows: list[tuple[float, float]]) -> float:
+        return sum(n for n, _ in rows) / sum(d for _, d in rows)
+
+    observed = abs(ratio(b) - ratio(a))
+    hits = total = 0
+    for mask in range(2 ** len(a)):
+        sa = [b[i] if mask >> i & 1 else a[i] for i in range(len(a))]
+        sb = [a[i] if mask >> i & 1 else b[i] for i in range(len(a))]
+        total += 1
+        hits += abs(ratio(sb) - ratio(sa)) >= observed - 1e-12
+    return hits / total
+
+
+def test_paired_ratio_equals_the_mean_test_with_equal_weights_and_brute_force_otherwise():
+    a, b = [0.0, 0.5, 1.0, 0.5, 0.0], [1.0, 0.5, 1.0, 1.0, 0.5]
+    means = stats.paired(a, b)
+    ratio = stats.paired_ratio([(x, 1.0) for x in a], [(y, 1.0) for y in b])
+    assert (ratio.a, ratio.b, ratio.diff) == pytest.approx((means.a, means.b, means.diff))
+    assert ratio.p == pytest.approx(means.p) and ratio.test == "ratio_permutation_exact"
+    # win-rate rows: weighted verdicts (a strong verdict weighs 3) over their weights, a parse failure left out
+    a2 = [(100.0, 2.0), (50.0, 2.0), (0.0, 1.0), (300.0, 4.0), (0.0, 0.0), (150.0, 2.0)]
+    b2 = [(200.0, 2.0), (300.0, 4.0), (100.0, 2.0), (300.0, 4.0), (100.0, 1.0), (0.0, 2.0)]
+    r = stats.paired_ratio(a2, b2)
+    assert r.a == pytest.approx(600 / 11) and r.b == pytest.approx(1000 / 15)
+    assert r.diff == pytest.approx(1000 / 15 - 600 / 11)
+    assert r.p == pytest.approx(brute_ratio_permutation(a2, b2)) and r.test == "ratio_permutation_exact"
+    assert r.low < r.diff < r.high and r == stats.paired_ratio(a2, b2)  # seeded
+    same = stats.paired_ratio(a2, list(a2))
+    assert (same.diff, same.low, same.high, same.p) == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="every denominator is 0"):
+        stats.paired_ratio([(0.0, 0.0)], [(1.0, 1.0)])
+
+
+def test_judged_jobs_are_compared_on_their_judge_scores(compose_cfg):
+    """Two models on MT-Bench, their answers rated 7 and 3 by the judge: the paired test of the judge's score
+    (both turns rated on every question: equal weights, the per-question means), not a verdict field's."""
+    from hydra_eval.outputs import JobFiles
+    from hydra_eval.pipeline import run
+    from hydra_eval.rowscores import from_job
+
+    jobs = []
+    for model, reply in (("fake", "[[7]]"), ("fake_b", "[[3]]")):
+        cfg = compose_cfg(f"model={model}", "model.chat_template=true", "judge=fake", f"judge.reply='{reply}'",
+                          "dataset=mt_bench", "dataset.limit=4")  # fmt: skip
+        assert run(cfg, print_summary=False) is not None
+        jobs.append(from_job(JobFiles(Path(cfg.output_dir), model, "mt_bench")))
+    assert jobs[0].ratios["score"] == {i: (14.0, 2.0) for i in jobs[0].views}  # two turns, 7 each
+    assert "score" not in jobs[0].scores
+    c = compare.compare(jobs)
+    [pair] = [p for p in c.pairs if p.metric == "score"]
+    assert (pair.result.a, pair.result.b, pair.result.diff, pair.result.n) == (7.0, 3.0, -4.0, 4)
+    assert pair.result.test == "sign_flip_exact" and pair.result.p == pytest.approx(2 / 16)
+    assert not [p for p in c.pairs if p.metric.startswith("score/")]  # per-category means: no rows of their own
+
+
+def test_judge_rows_that_do_not_give_the_reported_score_are_not_its_rows():
+    results = {"model": "m", "dataset": "arena_hard", "version": "v", "mode": "gen", "n": 2,
+               "metrics": {"win_rate": 75.0}, "judge": {"mode": "pairwise"}}  # fmt: skip
+    rows = [
+        {"id": "0", "judgments": [{"score": 1.0, "weight": 3}, {"score": None, "weight": 1}]},
+        {"id": "1", "judgments": [{"score": 0.5, "weight": 1}, {"score": 0.0, "weight": 1}]},
+    ]
+    assert build(results, rows).ratios == {}  # the rows give 350 / 5 = 70, not 75
+    assert build({**results, "metrics": {"win_rate": 70.0}}, rows).ratios["win_rate"]["0"] == (300.0, 3.0)
+
+
+def test_judge_rows_read_back_from_mlflows_table_give_the_same_ratios(compose_cfg):
+    """viz.source=mlflow rebuilds rows from the per-example table, where lists are JSON strings."""
+    from hydra_eval.outputs import JobFiles, read_json, read_jsonl
+    from hydra_eval.pipeline import run
+    from hydra_eval.tracking import _predictions_table, table_rows
+
+    cfg = compose_cfg("model=fake", "model.chat_template=true", "judge=fake", "judge.reply='[[6]]'",
+                      "dataset=mt_bench", "dataset.limit=3")  # fmt: skip
+    assert run(cfg, print_summary=False) is not None
+    files = JobFiles(Path(cfg.output_dir), "fake", "mt_bench")
+    results, rows = read_json(files.results), read_jsonl(files.judged)
+    logged = json.loads(_predictions_table(rows).to_json(orient="split", index=False))
+    assert build(results, table_rows(logged)).ratios == build(results, rows).ratios
+    assert build(results, rows).ratios["score"]
