@@ -125,6 +125,21 @@ def _ratio_pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired 
     return stats.paired_ratio(xa, xb, seed=seed)
 
 
+def _without_verdicts(a: JobRows, b: JobRows) -> str | None:
+    """Why two judged jobs get no test of the judge's metric (a failure of the judge, not of the models)."""
+    metric = a.judge_metric
+    if metric is None or metric != b.judge_metric or (metric in a.ratios and metric in b.ratios):
+        return None
+    why = [
+        f"no judge verdict parsed for {j.model} (all {j.metrics.get('judge_calls', 0):.0f} judge calls failed)"
+        if j.rates.get("judge_parse_failures") == 100.0
+        else f"{j.model}'s judgments do not give its {metric}"
+        for j in (a, b)
+        if metric not in j.ratios
+    ]
+    return f"{metric}: {'; '.join(why)}: not compared"
+
+
 def _pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None:
     if metric in a.ratios or metric in b.ratios:
         return _ratio_pair(a, b, metric, seed)
@@ -181,6 +196,9 @@ def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.
                         f"{ja.data_fingerprint} and {jb.data_fingerprint}): not compared"
                     )
                     continue
+                unjudged = _without_verdicts(ja, jb)
+                if unjudged:
+                    refused.append(f"{dataset} {version}: {ma} and {mb}: {unjudged}")
                 for metric in ja.metrics:
                     result = _pair(ja, jb, metric, seed)
                     if result is not None:

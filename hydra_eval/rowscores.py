@@ -58,6 +58,7 @@ class JobRows:
     rates: dict[str, float]  # truncation / parse-failure rates in percent, where the job has them
     # judge metrics: metric -> row id -> (the row's weighted verdicts x scale, their weight)
     ratios: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    judge_metric: str | None = None  # a judged job's own metric (score, win_rate, accuracy)
 
 
 def fingerprint(results: dict[str, Any]) -> str:
@@ -195,8 +196,9 @@ def rates(results: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, floa
     if "length_capped" in generation:
         out["truncated"] = float(generation["length_capped"])
     metrics = results["metrics"]
-    if "judge_parse_failures" in metrics and results.get("n"):
-        out["judge_parse_failures"] = 100.0 * float(metrics["judge_parse_failures"]) / float(results["n"])
+    calls = metrics.get("judge_calls", results.get("n"))  # several calls per row: turns, both orders
+    if "judge_parse_failures" in metrics and calls:
+        out["judge_parse_failures"] = 100.0 * float(metrics["judge_parse_failures"]) / float(calls)
     return out
 
 
@@ -224,6 +226,7 @@ def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
         views=views,
         rates=rates(results, rows),
         ratios=ratios,
+        judge_metric=JUDGE_METRIC.get(str((results.get("judge") or {}).get("mode")), (None, 0.0))[0],
     )
 
 
