@@ -396,11 +396,9 @@ def test_judge_parse_failures_are_a_share_of_the_judge_calls_and_a_pair_without_
     """MT-Bench: 10 questions, 20 judge calls (two turns), none parsed (SmolLM2-135M as the judge): 100% of the
     calls failed (not 200% of the rows), and the comparison says why the pair has no test."""
     rows = [{"id": str(i), "judgments": [{"score": None, "weight": 1}] * 2} for i in range(10)]
-    jobs = [
-        build({"model": m, "dataset": "mt_bench", "version": "v", "mode": "gen", "n": 10, "judge": {"mode": "single"},
-               "metrics": {"score": math.nan, "judge_calls": 20, "judge_parse_failures": 20}}, rows)
-        for m in ("a", "b")
-    ]  # fmt: skip
+    results = {"dataset": "mt_bench", "version": "v", "mode": "gen", "n": 10, "judge": {"mode": "single"},
+               "metrics": {"score": math.nan, "judge_calls": 20, "judge_parse_failures": 20}}  # fmt: skip
+    jobs = [build({**results, "model": m}, rows) for m in ("a", "b")]
     assert jobs[0].rates == {"judge_parse_failures": 100.0} and jobs[0].ratios == {}
     c = compare.compare(jobs)
     assert c.pairs == [] and c.refused == [
