@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra_eval.judging import scores as judge_scores
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl
+from hydra_eval.schema import JudgeMode
 
 # native metric -> the verdict field whose mean (x100) it is
 VERDICT_FIELD = {
@@ -30,8 +32,6 @@ VERDICT_FIELD = {
     "acc_norm": "correct_norm",
     "prompt_level_loose_acc": "correct_loose",
 }
-# a judge's mode -> its metric and the scale of its verdicts (hydra_eval/judging/scores.py)
-JUDGE_METRIC = {"single": ("score", 1.0), "pairwise": ("win_rate", 100.0), "reference": ("accuracy", 100.0)}
 TEXT_CAP = 1500  # characters of a prompt or output kept for the report
 
 
@@ -165,13 +165,20 @@ def _lmeval(
     return scores, views
 
 
-def judge_ratios(results: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+def judge_mode(results: dict[str, Any]) -> JudgeMode | None:
+    """How a judged job was judged (None: no judge, or a mode this version does not know)."""
+    mode = (results.get("judge") or {}).get("mode")
+    return JudgeMode(mode) if mode in {m.value for m in JudgeMode} and mode != JudgeMode.none.value else None
+
+
+def judge_ratios(
+    results: dict[str, Any], rows: list[dict[str, Any]], mode: JudgeMode | None
+) -> dict[str, dict[str, tuple[float, float]]]:
     """A judged job's metric as per-row (numerator, denominator) pairs, when their ratio of sums is the
     reported value (judged rows carry their judgments: score and weight, score null for a parse failure)."""
-    spec = JUDGE_METRIC.get(str((results.get("judge") or {}).get("mode")))
-    if spec is None or not rows or not all(isinstance(r.get("judgments"), list) for r in rows):
+    if mode is None or not rows or not all(isinstance(r.get("judgments"), list) for r in rows):
         return {}
-    name, scale = spec
+    name, scale = judge_scores.METRIC[mode], judge_scores.scale_of(mode)
     reported = results["metrics"].get(name)
     ratios: dict[str, tuple[float, float]] = {}
     for r in rows:
@@ -212,7 +219,8 @@ def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
         scores, views = _lmeval(results, rows)
     else:
         scores, views = _native(results, rows)
-    ratios = judge_ratios(results, rows)
+    mode = judge_mode(results)
+    ratios = judge_ratios(results, rows, mode)
     for name in ratios:  # a judge's metric is its ratio, never a verdict field's mean
         scores.pop(name, None)
     return JobRows(
@@ -226,7 +234,7 @@ def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
         views=views,
         rates=rates(results, rows),
         ratios=ratios,
-        judge_metric=JUDGE_METRIC.get(str((results.get("judge") or {}).get("mode")), (None, 0.0))[0],
+        judge_metric=judge_scores.METRIC[mode] if mode is not None else None,
     )
 
 

@@ -172,12 +172,9 @@ def macro(
     )
 
 
-def _ratio_diffs(na: np.ndarray, da: np.ndarray, nb: np.ndarray, db: np.ndarray) -> np.ndarray:
-    """sum(nb)/sum(db) - sum(na)/sum(da) along the last axis; NaN where a denominator is 0."""
-    sa, sb = da.sum(axis=-1), db.sum(axis=-1)
-    ra = np.divide(na.sum(axis=-1), sa, out=np.full(np.shape(sa), np.nan), where=sa > 0)
-    rb = np.divide(nb.sum(axis=-1), sb, out=np.full(np.shape(sb), np.nan), where=sb > 0)
-    return np.asarray(rb - ra)
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is 0."""
+    return np.divide(num, den, out=np.full(np.shape(den), np.nan), where=den > 0)
 
 
 def paired_ratio(
@@ -205,7 +202,7 @@ def paired_ratio(
     for start in range(0, rounds, _CHUNK):
         k = min(_CHUNK, rounds - start)
         idx = rng.integers(0, n, size=(k, n))
-        boots[start : start + k] = _ratio_diffs(na[idx], da[idx], nb[idx], db[idx])
+        boots[start : start + k] = _ratio(nb[idx].sum(1), db[idx].sum(1)) - _ratio(na[idx].sum(1), da[idx].sum(1))
     low, high = (float(v) for v in np.nanpercentile(boots, [2.5, 97.5]))
     # a swap moves row i's values from one model to the other; rows equal in both never change a total
     same = np.ones(n, dtype=bool)
@@ -215,16 +212,11 @@ def paired_ratio(
     observed = abs(diff)
     tolerance = 1e-12 * max(1.0, observed)
 
-    def swapped(swap: np.ndarray) -> np.ndarray:  # swap: (k, m) of 0/1
+    def swapped(swap: np.ndarray) -> np.ndarray:  # swap: (k, m) of 0/1 -> |B - A| after each swap
         keep = 1 - swap
-        return np.abs(
-            _ratio_diffs(
-                np.concatenate([np.full((len(swap), 1), base[0]), keep * ua + swap * ub], axis=1),
-                np.concatenate([np.full((len(swap), 1), base[1]), keep * va + swap * vb], axis=1),
-                np.concatenate([np.full((len(swap), 1), base[2]), keep * ub + swap * ua], axis=1),
-                np.concatenate([np.full((len(swap), 1), base[3]), keep * vb + swap * va], axis=1),
-            )
-        )
+        a_num, a_den = base[0] + keep @ ua + swap @ ub, base[1] + keep @ va + swap @ vb
+        b_num, b_den = base[2] + keep @ ub + swap @ ua, base[3] + keep @ vb + swap @ va
+        return np.abs(_ratio(b_num, b_den) - _ratio(a_num, a_den))
 
     m = len(differ)
     if m <= EXACT_UP_TO:

@@ -344,10 +344,9 @@ def finish_sweep(tracking: TrackingConfig, sweep_dir: Path) -> bool:
             if path.is_file() and not path.name.startswith("."):
                 client.log_artifact(run_id, str(path), "summary")
         pairs = [*compared.get("pairs", []), *compared.get("macro", [])]
-        logged = {f.path for f in client.list_artifacts(run_id)}
         # the paired comparison as a table (the run's Evaluation/Artifacts views show it); MLflow appends to a
         # table already there, so a retry after a failure past this point (the same seeded numbers) skips it
-        if pairs and "comparison_table.json" not in logged:
+        if pairs and "comparison_table.json" not in {f.path for f in client.list_artifacts(run_id)}:
             import pandas as pd
 
             client.log_table(run_id, pd.DataFrame(pairs).astype({"discordant": str}), "comparison_table.json")

@@ -14,7 +14,7 @@ from hydra_eval.schema import JudgeMode, JudgeSettings
 METRIC = {JudgeMode.single: "score", JudgeMode.pairwise: "win_rate", JudgeMode.reference: "accuracy"}
 
 
-def _scale(mode: JudgeMode) -> float:
+def scale_of(mode: JudgeMode) -> float:
     return 1.0 if mode is JudgeMode.single else 100.0  # ratings stay 1-10; rates in percent
 
 
@@ -44,7 +44,7 @@ def _per_row(judgments: Sequence[Judgment], ids: Sequence[str]) -> tuple[np.ndar
 
 def compute(settings: JudgeSettings, ids: Sequence[str], judgments: Sequence[Judgment]) -> dict[str, float]:
     """The dataset's score with its CI, per turn when there are several, and the counts behind them."""
-    name, scale = METRIC[settings.mode], _scale(settings.mode)
+    name, scale = METRIC[settings.mode], scale_of(settings.mode)
     num, den = _per_row(judgments, ids)
     total = den.sum()
     out: dict[str, float] = {name: scale * num.sum() / total if total else float("nan")}
@@ -79,7 +79,7 @@ def order_consistency(judgments: Sequence[Judgment]) -> float:
 
 def grouped(settings: JudgeSettings, groups: dict[str, str], judgments: Sequence[Judgment]) -> dict[str, float]:
     """The score per group (MT-Bench: per category), as '<metric>/<group>'."""
-    name, scale = METRIC[settings.mode], _scale(settings.mode)
+    name, scale = METRIC[settings.mode], scale_of(settings.mode)
     out = {}
     for group in sorted(set(groups.values())):
         mine = [j for j in judgments if groups[j.id] == group and j.score is not None]
