@@ -132,9 +132,11 @@ def _judged_eval(
     if stats is not None:
         metrics["length_capped"] = stats["length_capped"]
         warn_truncation(cfg, stats)
+    metrics.update(inputstats.check(dataset.name, rows))  # prompts cut to fit model.max_seq_len, if any
     convention = f"judge:{judge_meta['judge']}:{judge_meta['verdict_format']}:{judge_meta['prompt_version']}"
     results = meta.results(convention, metrics, time.perf_counter() - t0, usage.summary(rows), stats)
     results["judge"] = judge_meta
+    results["provenance"]["judge"] = {"name": judge_meta["judge"], "identity": judge_meta.get("judge_identity")}
     write_json(files.results, results)
     log.info(
         "eval: %s on %s judged by %s: %s -> %s",

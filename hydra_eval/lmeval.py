@@ -57,6 +57,11 @@ def _import() -> Any:
     return lm_eval
 
 
+def installed_version() -> str:
+    """lm-eval's version, for the results' provenance."""
+    return str(_import().__version__)
+
+
 def build(cfg: LmevalConfig, limit: int | None, local_tasks: str | None = None) -> Built:
     """Load the tasks (groups expand to their leaf tasks) and build their requests as simple_evaluate does."""
     _import()

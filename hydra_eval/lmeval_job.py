@@ -61,6 +61,7 @@ def run_lmeval(cfg: Config, files: JobFiles) -> dict[str, Any]:
         k: scored[k] for k in ("versions", "n-shot", "n-samples", "higher_is_better") if k in scored
     }
     results["lmeval"]["groups"] = sorted(scored.get("groups", {}))
+    results["provenance"]["lm_eval"] = lmeval.installed_version()
     write_json(files.results, results)
     log.info(
         "eval: %s on lm-eval %s: %s -> %s",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra_eval.errors import UserError
+from hydra_eval.provenance import provenance
 
 SCHEMA_VERSION = 2  # 1: the files before versions (no schema_version field)
 
@@ -488,6 +489,7 @@ class InferMeta:
             "timings": {**meta["timings"], "eval_s": eval_s},
             "throughput": meta["throughput"],
         }
+        out["provenance"] = provenance()
         if usage is not None:  # served models: tokens and latency of their requests
             out["usage"] = dict(usage)
         if generation is not None:  # gen datasets: how generations ended (genstats.summary)

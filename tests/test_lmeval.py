@@ -88,6 +88,7 @@ def test_lmeval_tasks_score_as_lm_evals_own_evaluator(compose_cfg, include_path,
     nq = theirs["nq_open"]["exact_match,remove_whitespace"]
     assert ours["nq_open/exact_match,remove_whitespace"] == pytest.approx(100 * nq, abs=1e-12)
     assert results["n"] == 36 and results["lmeval"]["versions"]["truthfulqa_mc2"] == 3.0
+    assert results["provenance"]["lm_eval"] == "0.4.13"  # which lm-eval scored it
     assert 0 < ours["truthfulqa_mc2/acc"] < 100  # the fake model's scores are not degenerate
     # per document too: the job's per-example rows carry lm-eval's own per-sample metrics
     docs = read_jsonl(tmp_out / "judged" / "fake" / "lmeval.jsonl")
