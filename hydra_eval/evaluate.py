@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hydra_eval import genstats, prompts, tasks, usage
+from hydra_eval import genstats, inputstats, prompts, tasks, usage
 from hydra_eval.errors import UserError
 from hydra_eval.judges import Judge
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
@@ -172,6 +172,7 @@ def run_eval(cfg: Config, files: JobFiles) -> dict[str, Any]:
     if stats is not None:
         metrics["length_capped"] = stats["length_capped"]  # in the table and MLflow beside the scores
         warn_truncation(cfg, stats)
+    metrics.update(inputstats.check(dataset.name, rows, verdicts))  # inputs cut, candidates tied, if any
     results = meta.results(task.convention, metrics, time.perf_counter() - t0, usage.summary(rows), stats)
     write_json(files.results, results)
     log.info(

@@ -44,7 +44,8 @@ class OpenCompassChoice:
         for row in map(_ppl, rows):
             scores = [scoring.opencompass_ppl(c.logprob, c.n_tokens) for c in row.candidates]
             pred = scoring.argmin_first(scores)
-            out.append(Verdict(correct=pred == row.gold, scores=tuple(scores), pred=pred))
+            tied = scoring.tied(scores, pred)
+            out.append(Verdict(correct=pred == row.gold, scores=tuple(scores), pred=pred, tied=tied))
         return out
 
 
@@ -67,6 +68,8 @@ class LmevalChoice:
                     pred=pred,
                     pred_norm=pred_norm,
                     correct_norm=pred_norm == row.gold,
+                    tied=scoring.tied(logprobs, pred),
+                    tied_norm=scoring.tied(norm, pred_norm),
                 )
             )
         return out

@@ -77,10 +77,13 @@ class LoglikelihoodResponse:
     n_scored: int
     greedy: bool  # every scored token is the argmax of its distribution
     usage: Usage | None = None  # served models: the request behind it
+    truncated: int = 0  # tokens cut from the left to fit model.max_seq_len (written only when some were)
 
     def to_json(self) -> Json:
         out: Json = {"logprob": self.logprob, "n_tokens": self.n_tokens, "n_scored": self.n_scored}
         out["greedy"] = self.greedy
+        if self.truncated:
+            out["truncated"] = self.truncated
         if self.usage is not None:
             out["request"] = self.usage.to_json()
         return out
@@ -88,7 +91,8 @@ class LoglikelihoodResponse:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> LoglikelihoodResponse:
         usage = Usage.from_json(d["request"]) if "request" in d else None
-        return cls(float(d["logprob"]), int(d["n_tokens"]), int(d["n_scored"]), bool(d["greedy"]), usage)
+        values = (float(d["logprob"]), int(d["n_tokens"]), int(d["n_scored"]), bool(d["greedy"]))
+        return cls(*values, usage, int(d.get("truncated", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +138,10 @@ FINISH_REASONS = ("stop_string", "eos", "length", "stop")
 class GenerationResponse:
     text: str  # the continuation, cut at the first stop string
     finish_reason: str  # FINISH_REASONS
-    n_prompt_tokens: int
+    n_prompt_tokens: int  # the prompt's tokens the model was given
     n_new_tokens: int
     usage: Usage | None = None
+    truncated: int = 0  # prompt tokens cut from the left to leave room for the new ones in model.max_seq_len
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,11 @@ class PplPrediction:
     continuations: tuple[str, ...] | None = None
     prompts: tuple[str, ...] | None = None  # ... or one whole text per candidate
     group: str | None = None  # dataset.group_metrics_by's value
+
+    @property
+    def truncated(self) -> int:
+        """The most tokens cut from the left of a candidate's text to fit model.max_seq_len."""
+        return max((c.truncated for c in self.candidates), default=0)
 
     def to_json(self) -> Json:
         out: Json = {"schema_version": SCHEMA_VERSION, "idx": self.idx, "id": self.id, "gold": self.gold}
@@ -211,6 +221,7 @@ class GenPrediction:
     reasoning_tokens: tuple[int, ...] | None = None  # tokens of each reasoning and answer (backends that know)
     answer_tokens: tuple[int, ...] | None = None
     turns: tuple[str, ...] | None = None  # multi-turn: the answer to each user turn (the generation: the last)
+    truncated: int = 0  # prompt tokens cut from the left to fit model.max_seq_len (the most of its requests)
 
     @property
     def generation(self) -> str:
@@ -254,6 +265,8 @@ class GenPrediction:
             out.update(reasoning_tokens=list(self.reasoning_tokens), answer_tokens=list(self.answer_tokens))
         if self.turns is not None:
             out["turns"] = list(self.turns)
+        if self.truncated:
+            out["truncated"] = self.truncated
         return out
 
     @classmethod
@@ -282,6 +295,7 @@ class GenPrediction:
             reasoning_tokens=tuple(d["reasoning_tokens"]) if "reasoning_tokens" in d else None,
             answer_tokens=tuple(d["answer_tokens"]) if "answer_tokens" in d else None,
             turns=tuple(d["turns"]) if "turns" in d else None,
+            truncated=int(d.get("truncated", 0)),
         )
 
 
@@ -324,6 +338,9 @@ class Verdict:
     # num_samples > 1: each sample's verdict (the fields above are the first sample's)
     sample_correct: tuple[bool, ...] | None = None
     sample_answers: tuple[str | None, ...] | None = None
+    # candidates whose score equals the chosen one's (the first of them was chosen, by order), if several
+    tied: tuple[int, ...] | None = None
+    tied_norm: tuple[int, ...] | None = None
 
     def to_json(self) -> Json:
         out: Json = {}
@@ -341,7 +358,7 @@ class Verdict:
         for name in ("pred_norm", "correct_norm", "correct_strict", "correct_loose", "n_passed"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
-        for name in ("inst_strict", "inst_loose"):
+        for name in ("inst_strict", "inst_loose", "tied", "tied_norm"):
             if getattr(self, name) is not None:
                 out[name] = list(getattr(self, name))
         if self.outcomes is not None:

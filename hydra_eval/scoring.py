@@ -20,6 +20,13 @@ def argmax_first(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
+def tied(values: Sequence[float], chosen: int) -> tuple[int, ...] | None:
+    """The candidates whose score equals the chosen one's, when there are several (the chosen one won by its
+    place in the list, not by its score); None when it won alone."""
+    same = tuple(i for i, v in enumerate(values) if v == values[chosen])
+    return same if len(same) > 1 else None
+
+
 def lmeval_acc_norm_scores(logprobs: Sequence[float], choices: Sequence[str]) -> list[float]:
     """lm-eval acc_norm: log-likelihood divided by the choice's length in characters."""
     return [lp / len(c) if c else lp for lp, c in zip(logprobs, choices, strict=True)]

@@ -212,6 +212,7 @@ class GenerationTask:
                     splits=splits,
                     reasoning_tokens=tuple(counts[:k]) if counts is not None else None,
                     answer_tokens=tuple(counts[k:]) if counts is not None else None,
+                    truncated=max(r.truncated for r in responses),
                 )
             )
         return out
@@ -259,6 +260,7 @@ class GenerationTask:
                     group=_group(self.dataset, s),
                     messages=messages,
                     turns=answers,
+                    truncated=max((r.truncated for r in rs), default=0),
                 )
             )
         return out

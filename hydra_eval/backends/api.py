@@ -2,7 +2,9 @@
 
 Scoring asks /completions for the prompt's own log-probabilities (echo + logprobs, one new token), so it
 works on endpoints that return prompt logprobs (vLLM, llama.cpp's Python server, TGI's OpenAI route); chat
-endpoints cannot score. Every request's token usage, latency and attempts are kept with its row."""
+endpoints cannot score. Every request's token usage, latency and attempts are kept with its row. Texts go
+as they are: the server enforces its own window (no tokenizer here to cut or count them; records'
+`truncated` stays 0)."""
 
 from __future__ import annotations
 

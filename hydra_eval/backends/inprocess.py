@@ -6,12 +6,13 @@ The model loads on the first request, so a job whose rows all come from the cach
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hydra_eval.backends.local import LocalLM, Sampling
+from hydra_eval.backends.local import LocalLM, Sampling, fit_prompt
 from hydra_eval.backends.tokenize import ScoreRequest, prefix_token, prompt_ids, rolling_requests, token_request
 from hydra_eval.records import (
     Counters,
@@ -71,10 +72,19 @@ class InProcessBackend:
     def loglikelihood(
         self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
     ) -> list[list[LoglikelihoodResponse]]:
+        """A text longer than model.max_seq_len loses its first tokens (LocalLM.score_groups); the response
+        says how many."""
         tokens = [[self._token_request(r, convention) for r in group] for group in groups]
+        window = self.cfg.max_seq_len
         return [
             [
-                LoglikelihoodResponse(res.logprob, len(req.tokens), res.n_scored, res.greedy)
+                LoglikelihoodResponse(
+                    res.logprob,
+                    len(req.tokens),
+                    res.n_scored,
+                    res.greedy,
+                    truncated=max(0, len(req.tokens) - window),
+                )
                 for req, res in zip(reqs, results, strict=True)
             ]
             for reqs, results in zip(tokens, self.lm.score_groups(tokens), strict=True)
@@ -100,17 +110,20 @@ class InProcessBackend:
         return prompt_ids(request, self.lm.encode, self.lm.tokenizer)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResponse]:
-        """Requests with the same decoding settings are batched together; responses come back in order."""
+        """Requests with the same decoding settings are batched together; responses come back in order. Each
+        prompt is fitted to model.max_seq_len first (local.fit_prompt); the response says how many tokens it
+        lost."""
         out: list[GenerationResponse | None] = [None] * len(requests)
+        fitted = [fit_prompt(self._encode_prompt(r), r.max_new_tokens, self.cfg.max_seq_len) for r in requests]
         batches: dict[tuple[int, tuple[str, ...], Sampling], list[int]] = {}
         for i, r in enumerate(requests):
-            batches.setdefault((r.max_new_tokens, r.stop, r.sampling), []).append(i)
+            batches.setdefault((fitted[i].max_new, r.stop, r.sampling), []).append(i)
         for (max_new, stop, sampling), members in batches.items():
-            encoded = [self._encode_prompt(requests[i]) for i in members]
             seeds = [requests[i].seed for i in members] if sampling[0] > 0 else None
-            responses = self.lm.generate(encoded, max_new, stop, sampling, seeds)
+            responses = self.lm.generate([fitted[i].ids for i in members], max_new, stop, sampling, seeds)
             for i, response in zip(members, responses, strict=True):
-                out[i] = response
+                cut = fitted[i].cut
+                out[i] = dataclasses.replace(response, truncated=cut) if cut else response
         return [r for r in out if r is not None]
 
     def count_tokens(self, texts: Sequence[str], special: bool = False) -> list[int] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from hydra_eval.backends import decode, flat
 from hydra_eval.backends.packing import PackedGroup, budget_batches, collate, pack_group
@@ -18,6 +18,30 @@ def truncate(request: ScoreRequest, max_len: int) -> ScoreRequest:
     if cut <= 0:
         return request
     return ScoreRequest(tokens=request.tokens[cut:], score_from=max(1, request.score_from - cut))
+
+
+class Fitted(NamedTuple):
+    """A prompt fitted to the model's window: the tokens kept, how many were cut from its left, and the new
+    tokens it may have."""
+
+    ids: list[int]
+    cut: int
+    max_new: int
+
+
+def fit_prompt(prompt: list[int], max_new_tokens: int, max_len: int) -> Fitted:
+    """lm-eval's generate_until: a prompt keeps its last max_len - max_new_tokens tokens, so that it and its
+    new tokens fit the model's window. When the new tokens alone fill the window (arena_hard's 4096 on a
+    2048-token model), the generation stops at the window instead: the prompt stays whole and the rest of the
+    window is its room (its rows end as `length`, counted in length_capped); a prompt that itself fills the
+    window keeps its last half."""
+    room = max_len - max_new_tokens
+    if room >= 1:
+        if len(prompt) <= room:
+            return Fitted(prompt, 0, max_new_tokens)
+        return Fitted(prompt[-room:], len(prompt) - room, max_new_tokens)
+    keep = len(prompt) if len(prompt) < max_len else max_len // 2
+    return Fitted(prompt[len(prompt) - keep :], len(prompt) - keep, max_len - keep)
 
 
 Sampling = tuple[float, float, int]  # temperature, top_p, top_k (GenerationRequest.sampling)

@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from hydra_eval.backends import BackendEnv
-from hydra_eval.backends.local import truncate
+from hydra_eval.backends.local import fit_prompt, truncate
 from hydra_eval.backends.tokenize import ScoreRequest, prompt_ids, token_request
 from hydra_eval.errors import HarnessError, UserError
 from hydra_eval.records import (
@@ -200,8 +200,7 @@ class VllmBackend:
         return list(self._tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
 
     def _token_request(self, request: LoglikelihoodRequest, convention: Convention) -> ScoreRequest:
-        req = token_request(request, convention, self._encode, self._tokenizer)
-        return truncate(req, self.cfg.max_seq_len)
+        return token_request(request, convention, self._encode, self._tokenizer)
 
     def loglikelihood(
         self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
@@ -210,7 +209,8 @@ class VllmBackend:
         from vllm.inputs import TokensPrompt
 
         llm = self.llm
-        flat = [self._token_request(r, convention) for group in groups for r in group]
+        whole = [self._token_request(r, convention) for group in groups for r in group]
+        flat = [truncate(r, self.cfg.max_seq_len) for r in whole]  # the first tokens of a longer text go
         # one new token each (vLLM generates at least one); prompt_logprobs=0: the prompt's own tokens only
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
         outputs = llm.generate(
@@ -218,7 +218,7 @@ class VllmBackend:
         )
         responses = []
         scored: list[float] = []
-        for req, out in zip(flat, outputs, strict=True):
+        for req, out, full in zip(flat, outputs, whole, strict=True):
             total, greedy = 0.0, True
             for position in range(req.score_from, len(req.tokens)):
                 entry = out.prompt_logprobs[position][req.tokens[position]]
@@ -226,9 +226,8 @@ class VllmBackend:
                 greedy = greedy and entry.rank == 1
                 scored.append(entry.logprob)
             self._tokens += len(req.tokens)
-            responses.append(
-                LoglikelihoodResponse(total, len(req.tokens), len(req.tokens) - req.score_from, greedy)
-            )
+            n_scored, cut = len(req.tokens) - req.score_from, len(full.tokens) - len(req.tokens)
+            responses.append(LoglikelihoodResponse(total, len(req.tokens), n_scored, greedy, truncated=cut))
         check_scores(scored, len(self._tokenizer))
         out_groups, i = [], 0
         for group in groups:
@@ -250,10 +249,13 @@ class VllmBackend:
         from vllm.inputs import TokensPrompt
 
         llm = self.llm
-        prompts = [self._prompt_ids(r) for r in requests]
+        # the transformers backend's rule (local.fit_prompt): lm-eval's left cut of the prompt, or a generation
+        # that stops at the window (vLLM would refuse a longer prompt)
+        fitted = [fit_prompt(self._prompt_ids(r), r.max_new_tokens, self.cfg.max_seq_len) for r in requests]
+        prompts = [f.ids for f in fitted]
         params = [
             SamplingParams(
-                max_tokens=r.max_new_tokens,
+                max_tokens=f.max_new,
                 stop=list(r.stop) or None,
                 temperature=r.temperature,
                 top_p=r.top_p if r.temperature > 0 else 1.0,
@@ -261,17 +263,17 @@ class VllmBackend:
                 seed=r.seed if r.temperature > 0 else None,
                 skip_special_tokens=True,
             )
-            for r in requests
+            for r, f in zip(requests, fitted, strict=True)
         ]
         outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         responses = []
-        for prompt, out in zip(prompts, outputs, strict=True):
+        for (prompt, cut, _), out in zip(fitted, outputs, strict=True):
             completion = out.outputs[0]
             reason = finish_reason(completion.finish_reason, completion.stop_reason)
             # vLLM keeps the end-of-sequence token in token_ids; the transformers backend does not count it
             n_new = len(completion.token_ids) - (reason == "eos" and len(completion.token_ids) > 0)
             self._tokens += len(prompt) + n_new
-            responses.append(GenerationResponse(completion.text, reason, len(prompt), n_new))
+            responses.append(GenerationResponse(completion.text, reason, len(prompt), n_new, truncated=cut))
         return responses
 
     def close(self) -> None:
@@ -289,9 +291,25 @@ class VllmBackend:
         return [len(self._encode(t, special)) if t or special else 0 for t in texts]
 
 
-def build(cfg: VllmModelConfig, env: BackendEnv) -> VllmBackend:
+def check(cfg: VllmModelConfig) -> None:
+    """vLLM importable here, and the weights where the config says: one line before anything loads."""
+    import importlib.util
+    import sys
+
+    from hydra_eval.backends.hf import check_weights
+
+    if importlib.util.find_spec("vllm") is None:
+        raise UserError(
+            f"model '{cfg.name}' needs vLLM, which this Python ({sys.executable}) does not have: `make vllm` "
+            "builds .vllm-venv, then run hydra-eval from there (.vllm-venv/bin/hydra-eval ...)"
+        )
+    check_weights(cfg.name, cfg.path, cfg.tokenizer_path, cfg.gguf_file)
     if cfg.gguf_file and not (Path(cfg.path) / cfg.gguf_file).is_file():
         raise UserError(f"model '{cfg.name}': GGUF file '{cfg.gguf_file}' not found in '{cfg.path}'")
+
+
+def build(cfg: VllmModelConfig, env: BackendEnv) -> VllmBackend:
+    check(cfg)
     return VllmBackend(cfg, env)
 
 
