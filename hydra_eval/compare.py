@@ -152,6 +152,38 @@ def _pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None
     return stats.paired([ra[i] for i in shared], [rb[i] for i in shared], seed=seed)
 
 
+def _versions(dataset: str, ma: str, mine: dict[str, JobRows], mb: str, theirs: dict[str, JobRows]) -> list[str]:
+    """Why two models' jobs on a dataset are not compared, version by version: one has no result there, or
+    their versions (prompts, scoring) differ."""
+    if not mine or not theirs:
+        missing = [m for m, got in ((ma, mine), (mb, theirs)) if not got]
+        return [f"{dataset}: no result of {missing[0]}: not compared"] if len(missing) == 1 else []
+    if not set(mine) & set(theirs):
+        return [
+            f"{dataset}: {ma} (version {', '.join(sorted(mine))}) and {mb} (version {', '.join(sorted(theirs))}) "
+            "differ in version: not compared"
+        ]
+    return [
+        f"{dataset}: version {v} of {m} only: not compared"
+        for m, got, other in ((ma, mine, theirs), (mb, theirs, mine))
+        for v in sorted(set(got) - set(other))
+    ]
+
+
+def _repeated(job: JobRows) -> str:
+    return f"{job.repeated} of {len(job.views) + job.repeated} rows repeat an earlier row's id"
+
+
+def _unpaired(a: JobRows, b: JobRows) -> str:
+    """Why two jobs of the same rows gave no paired test: a model whose metrics are no means over rows (pass@1
+    of several samples, perplexity, instruction-level accuracy)."""
+    lacking = [j for j in (a, b) if not j.scores and not j.ratios]
+    if not lacking:
+        return "no metric with per-row scores in both"
+    names = [f"{j.model}'s {', '.join(m for m in j.metrics if not m.endswith('_stderr'))}" for j in lacking]
+    return f"no per-row scores of {' or '.join(names)}"
+
+
 def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.SEED) -> Comparison:
     models = sorted({j.model for j in jobs})
     if baseline is not None and baseline not in models:
@@ -173,15 +205,13 @@ def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.
     primary: dict[tuple[str, str, str], tuple[JobRows, JobRows, str]] = {}
     for dataset in sorted({j.dataset for j in jobs}):
         for ma, mb in _model_pairs(models, baseline):
-            for version, ja in sorted(by.get((dataset, ma), {}).items()):
-                jb = by.get((dataset, mb), {}).get(version)
-                if jb is None:
-                    others = sorted(by.get((dataset, mb), {}))
-                    if others:
-                        refused.append(
-                            f"{dataset}: {ma} (version {version}) and {mb} (version {', '.join(others)}) "
-                            "differ in version: not compared"
-                        )
+            mine, theirs = by.get((dataset, ma), {}), by.get((dataset, mb), {})
+            refused += _versions(dataset, ma, mine, mb, theirs)
+            for version in sorted(set(mine) & set(theirs)):
+                ja, jb = mine[version], theirs[version]
+                repeats = [f"{j.model}: {_repeated(j)}" for j in (ja, jb) if j.repeated]
+                if repeats:
+                    refused.append(f"{dataset} {version}: {ma} and {mb}: {'; '.join(repeats)}: not compared")
                     continue
                 if set(ja.views) != set(jb.views):  # other limits, strides or shards of the same data
                     shared = len(set(ja.views) & set(jb.views))
@@ -199,12 +229,15 @@ def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.
                 unjudged = _without_verdicts(ja, jb)
                 if unjudged:
                     refused.append(f"{dataset} {version}: {ma} and {mb}: {unjudged}")
+                made = len(pairs)
                 for metric in ja.metrics:
                     result = _pair(ja, jb, metric, seed)
                     if result is not None:
                         pairs.append(Pair(dataset, version, metric, ma, mb, result))
                         if metric in ja.scores and metric in jb.scores:  # the macro average takes row means
                             primary.setdefault((dataset, ma, mb), (ja, jb, metric))
+                if len(pairs) == made and not unjudged:
+                    refused.append(f"{dataset} {version}: {ma} and {mb}: {_unpaired(ja, jb)}: not compared")
     macro = []
     for ma, mb in _model_pairs(models, baseline):
         sets = [(ja, jb, m) for (d, a, b), (ja, jb, m) in sorted(primary.items()) if (a, b) == (ma, mb)]

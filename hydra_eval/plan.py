@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_eval import validate
+from hydra_eval import columns, validate
 from hydra_eval.errors import UserError
 from hydra_eval.schema import JudgeMode
 
@@ -83,12 +83,17 @@ def expand(
     count_rows: Callable[[DictConfig], int],
 ) -> list[PlannedJob]:
     """One PlannedJob per combination, or per shard where the dataset has more rows than
-    max_partition_size (shards of near-equal size, contiguous rows)."""
-    plan = []
+    max_partition_size (shards of near-equal size, contiguous rows). Combinations of one model and dataset
+    are named apart by the settings that differ (hydra_eval/columns.py)."""
+    cfgs = []
     for overrides in combos:
-        cfg = compose(list(overrides))
-        validate.check(cfg)
-        base = PlannedJob(list(overrides), cfg.model.name, cfg.dataset.name, resources=resources(cfg))
+        cfgs.append(compose(list(overrides)))
+        validate.check(cfgs[-1])
+    named = columns.names([(o, c.model.name, c.dataset.name) for o, c in zip(combos, cfgs, strict=True)])
+    plan = []
+    for combo, cfg, (model, dataset) in zip(combos, cfgs, named, strict=True):
+        overrides = [*combo, *_naming(cfg, model, dataset)]
+        base = PlannedJob(overrides, model, dataset, resources=resources(cfg))
         if _judged(cfg):
             base.judge = cfg.judge.name
             if cfg.dataset.judge.mode == JudgeMode.pairwise and not cfg.dataset.judge.baseline_field:
@@ -110,6 +115,18 @@ def expand(
             start, end = shard_bounds(n, i, k, unit)
             plan.append(PlannedJob(list(overrides), base.model, base.dataset, i, k, end - start, base.resources))
     return plan
+
+
+def _naming(cfg: DictConfig, model: str, dataset: str) -> list[str]:
+    """The overrides that give a job its names (a served model keeps asking for the model it names)."""
+    out = []
+    if model != cfg.model.name:
+        out.append(columns.override("model.name", model))
+        if "api" in cfg.model and cfg.model.api.model is None:
+            out.append(columns.override("model.api.model", cfg.model.name))
+    if dataset != cfg.dataset.name:
+        out.append(columns.override("dataset.name", dataset))
+    return out
 
 
 def _judged(cfg: DictConfig) -> bool:

@@ -59,6 +59,7 @@ class JobRows:
     # judge metrics: metric -> row id -> (the row's weighted verdicts x scale, their weight)
     ratios: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     judge_metric: str | None = None  # a judged job's own metric (score, win_rate, accuracy)
+    repeated: int = 0  # rows whose id an earlier row has (files from before ids were checked): no per-row scores
 
 
 def fingerprint(results: dict[str, Any]) -> str:
@@ -215,12 +216,16 @@ def from_job(files: JobFiles) -> JobRows:
 
 def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
     """From a job's results and its judged rows (read from its folder, or from its MLflow run)."""
+    repeated = 0
     if rows and "task" in rows[0] and "doc_id" in rows[0]:
         scores, views = _lmeval(results, rows)
     else:
         scores, views = _native(results, rows)
+        repeated = len(rows) - len(views)
+        if repeated:  # paired by id, such rows would be tested and averaged as fewer rows than the job scored
+            scores = {}
     mode = judge_mode(results)
-    ratios = judge_ratios(results, rows, mode)
+    ratios = judge_ratios(results, rows, mode) if not repeated else {}
     for name in ratios:  # a judge's metric is its ratio, never a verdict field's mean
         scores.pop(name, None)
     return JobRows(
@@ -235,6 +240,7 @@ def build(results: dict[str, Any], rows: list[dict[str, Any]]) -> JobRows:
         rates=rates(results, rows),
         ratios=ratios,
         judge_metric=judge_scores.METRIC[mode] if mode is not None else None,
+        repeated=repeated,
     )
 
 

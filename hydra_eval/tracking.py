@@ -411,7 +411,7 @@ def leaderboard(
     newest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in runs:
         t = r.data.tags
-        prefix = f"{t['dataset']}/"
+        prefix = key(f"{t['dataset']}/")  # as the job logged its metrics (a named dataset: `piqa[limit=4]`)
         record = {
             "run_id": r.info.run_id,
             "model": t["model"],

@@ -405,3 +405,38 @@ def test_judge_parse_failures_are_a_share_of_the_judge_calls_and_a_pair_without_
         "mt_bench v: a and b: score: no judge verdict parsed for a (all 20 judge calls failed); "
         "no judge verdict parsed for b (all 20 judge calls failed): not compared"
     ]
+
+
+def test_rows_that_repeat_an_id_are_not_paired_and_the_comparison_says_why():
+    """ids a,a,b,b,c,c,d,d (a file from before ids were checked): pairing by id would test 4 rows of 8 and take
+    each model's CI from those 4 (±56.58); the CI is the job's own (n = 8) and the pair is named as refused."""
+    ids = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    results = {"dataset": "custom", "version": "v", "mode": "ppl", "n": 8}
+    jobs = []
+    for model, correct in (("x", [1, 1, 0, 0, 1, 1, 0, 0]), ("y", [1, 1, 1, 1, 0, 0, 0, 0])):
+        rows = [{"id": i, "prompt": "p", "correct": bool(c)} for i, c in zip(ids, correct, strict=True)]
+        metrics = {"accuracy": 50.0, "accuracy_stderr": 100 * math.sqrt(2 / 7) / math.sqrt(8)}
+        jobs.append(build({**results, "model": model, "metrics": metrics}, rows))
+    assert jobs[0].scores == {}
+    c = compare.compare(jobs)
+    assert c.intervals[("custom", "v", "accuracy", "x")].half == pytest.approx(37.04, abs=0.01)
+    assert c.pairs == [] and c.refused == [
+        "custom v: x and y: x: 4 of 8 rows repeat an earlier row's id; y: 4 of 8 rows repeat an earlier row's id: "
+        "not compared"
+    ]
+
+
+def test_every_comparison_not_made_is_named_with_its_reason():
+    a = job("a", {str(i): 100.0 * (i % 2) for i in range(10)})
+    b = job("b", {str(i): 100.0 for i in range(10)})
+    no_rows = JobRows(**{**b.__dict__, "model": "c", "scores": {}})  # pass@1 of several samples: no per-row mean
+    elsewhere = JobRows(**{**a.__dict__, "dataset": "siqa"})  # only a scored siqa
+    c = compare.compare([a, b, no_rows, elsewhere], baseline="a")
+    assert [(p.a, p.b) for p in c.pairs] == [("a", "b")]
+    assert c.refused == [
+        "piqa v1: a and c: no per-row scores of c's accuracy: not compared",
+        "siqa: no result of b: not compared",
+        "siqa: no result of c: not compared",
+    ]
+    newer = job("b", {str(i): 100.0 for i in range(10)}, version="v2")  # b again, with another prompt
+    assert compare.compare([a, b, newer]).refused == ["piqa: version v2 of b only: not compared"]

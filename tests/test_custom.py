@@ -113,3 +113,31 @@ def test_answers_match_choice_text_before_index_and_blank_choices_are_refused(tm
     path.write_text("question,A,B,C,D,answer\nq,x,,z,w,C\n")
     with pytest.raises(UserError, match=r"gap.csv:2: malformed row, a blank choice"):
         custom.read_local(tmp_path, {"rows": "gap.csv"})
+
+
+@pytest.mark.parametrize(
+    ("ids", "where", "first"),
+    [(["a", "b", "a", "c"], 3, 1), ([None, "0", "x", "y"], 2, 1)],  # a row without an id is its index
+)
+def test_a_repeated_id_is_a_malformed_row(compose_cfg, tmp_path, ids, where, first):
+    """Models are compared row by row on the id: two rows of one id would be one row of the comparison."""
+    rows = [{**r, **({"id": i} if i is not None else {})} for r, i in zip(MC, ids, strict=True)]
+    path = write(tmp_path / "dup.jsonl", rows)
+    cfg = compose_cfg("model=fake", "dataset=custom", f"dataset.path={path}", "dataset.limit=1")  # whole file
+    expected = rf"dup.jsonl:{where}: malformed row, id '.+' again \(first at .*dup.jsonl:{first}\)"
+    with pytest.raises(UserError, match=expected):
+        load_samples(cfg.dataset)
+
+
+def test_an_empty_file_is_named_and_the_source_is_the_file(compose_cfg, tmp_path, monkeypatch):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(UserError, match=f"no rows in {empty} "):
+        load_samples(compose_cfg("dataset=custom", f"dataset.path={empty}").dataset)
+    write(tmp_path / "mc.jsonl", MC)
+    monkeypatch.chdir(tmp_path)  # dataset.path relative to where you run
+    cfg = compose_cfg("model=fake", "dataset=custom", "dataset.path=mc.jsonl")
+    assert load_samples(cfg.dataset).source == str(tmp_path / "mc.jsonl")
+    run(cfg, print_summary=False)
+    meta = json.loads((tmp_path / "out" / "predictions" / "fake" / "custom.meta.json").read_text())
+    assert meta["data_source"] == str(tmp_path / "mc.jsonl")

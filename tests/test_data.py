@@ -53,10 +53,40 @@ def test_missing_field_names_the_row(compose_cfg, tmp_path):
         load_samples(compose_cfg(f"paths.data_dir={tmp_path}").dataset)
 
 
+def test_a_repeated_id_is_refused_for_every_dataset(compose_cfg, tmp_path):
+    """ARC takes its ids from its rows: a copy where two rows share one cannot be compared row by row."""
+    first, second = (DATA_DIR / "arc_easy" / "ARC-Easy-Test.jsonl").read_text().splitlines()[:2]
+    path = tmp_path / "arc.jsonl"
+    path.write_text("\n".join([first, second, first]) + "\n")
+    cfg = compose_cfg("dataset=arc_easy", f"dataset.path={path}")
+    qid = json.loads(first)["id"]
+    expected = rf"arc.jsonl row 3: malformed row, id '{qid}' again \(first at .*arc.jsonl row 1\)"
+    with pytest.raises(UserError, match=expected):
+        load_samples(cfg.dataset)
+    limited = compose_cfg("dataset=arc_easy", f"dataset.path={path}", "dataset.limit=2")  # the repeat left out
+    assert len(load_samples(limited.dataset).samples) == 2
+
+
 def test_missing_data_says_where_it_looked(compose_cfg, tmp_path):
     cfg = compose_cfg(f"paths.data_dir={tmp_path}", "dataset.hf_path=null").dataset
     with pytest.raises(UserError, match=f"no data for dataset 'piqa'.*{tmp_path}/piqa"):
         load_samples(cfg)
+
+
+@pytest.mark.parametrize("var", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
+def test_the_hub_offline_variables_fail_at_once_with_no_lookup(compose_cfg, tmp_path, monkeypatch, var):
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE: no DNS lookup of the hub's host, one line naming the variable."""
+    import socket
+
+    looked_up: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host) or [])
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv(var, "1")
+    cfg = compose_cfg(f"paths.data_dir={tmp_path}").dataset
+    with pytest.raises(UserError, match=f"hub 'baber/piqa' failed: ConnectionError: {var}=1 turns the hub off"):
+        load_samples(cfg)
+    assert looked_up == []
 
 
 def test_hub_code_path_with_a_local_folder_in_hub_layout(compose_cfg, tmp_path):

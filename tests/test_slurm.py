@@ -94,7 +94,9 @@ def test_a_cancelled_job_ends_the_sweep_and_is_reported(tmp_path):
     failed = read_json(sweep / "failed.json")
     assert [f["job"] for f in failed] == [1]
     assert "CANCELLED" in failed[0]["error"] and "1 job(s) failed" in stderr
-    assert set(results_by_pair(sweep)) == {("tiny_llama", "piqa")}  # the other job's result is kept
+    assert set(results_by_pair(sweep)) == {  # the other job's result is kept, named by its setting
+        ("tiny_llama", "piqa[read_local=hydra_eval.data.files.read_rows_with_labels]")
+    }
 
 
 def test_a_judge_sweep_runs_the_judge_job_after_the_judged_jobs_with_the_judges_resources(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hydra_eval.errors import UserError
 from hydra_eval.outputs import read_json, read_jsonl
 from tests.conftest import DATA_DIR
 from tests.helpers import kill_after_first_block, run_cli, summary_lines
@@ -238,7 +239,7 @@ def test_local_pool_pins_each_job_to_its_own_gpus(tmp_path):
     jobs = [read_json(sweep / str(i) / "job.json") for i in range(3)]
     assert {j["cuda_visible_devices"] for j in jobs} <= {"0,1", "2,3"}
     assert len({j["cuda_visible_devices"] for j in jobs}) == 2
-    assert len(results_by_pair(sweep)) == 1 and len(list(sweep.rglob("results/*/*.json"))) == 3
+    assert len(results_by_pair(sweep)) == 3  # piqa[limit=4], piqa[limit=5], piqa[limit=6]
 
 
 @pytest.mark.process
@@ -293,21 +294,25 @@ def test_two_configurations_of_one_pair_are_sharded_and_merged_apart(tmp_path):
         tmp=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    merged = sorted(sweep.glob("merged_*/results/tiny_llama/piqa.json"))
+    merged = sorted(sweep.glob("merged_*/results/tiny_llama/piqa*.json"))
     assert len(merged) == 2
     assert len({read_json(p)["version"] for p in merged}) == 2
+    assert {read_json(p)["dataset"] for p in merged} == {
+        "piqa[ppl.target_delimiter=' ']",
+        "piqa[ppl.target_delimiter=' | ']",
+    }
 
 
 def test_prediction_store_survives_a_torn_line(tmp_path):
     from hydra_eval.cache import PredictionStore, latest_run
 
     store = PredictionStore(tmp_path, {"any": "identity"})
-    a, c = {"schema_version": 2, "idx": 0, "v": "a"}, {"schema_version": 2, "idx": 2, "v": "c"}
-    store.append([a, {"idx": 3, "v": "a row of the format before versions"}])
+    a, c = {"schema_version": 2, "key": "ka", "v": "a"}, {"schema_version": 2, "key": "kc", "v": "c"}
+    store.append([a, {"key": "kd", "v": "a row of the format before versions"}])
     with store.rows_path.open("ab") as f:
-        f.write(b'{"schema_version": 2, "idx": 1, "v": "cut sh')  # a write that kill -9 interrupted
+        f.write(b'{"schema_version": 2, "key": "kb", "v": "cut sh')  # a write that kill -9 interrupted
     store.append([c])  # a later job appends without loading first
-    assert store.load() == {0: a, 2: c}  # the torn line and the unversioned row are computed again
+    assert store.load() == {"ka": a, "kc": c}  # the torn line and the unversioned row are computed again
     (tmp_path / "runs" / "old").mkdir(parents=True)
     (tmp_path / "runs" / "current").mkdir()
     assert latest_run(tmp_path, tmp_path / "runs" / "current") == tmp_path / "runs" / "old"
@@ -318,3 +323,92 @@ def test_gpu_ids_are_the_visible_ones(monkeypatch):
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
     assert visible_gpus() == [4, 5]
+
+
+def test_jobs_of_one_model_on_one_dataset_are_named_by_the_overrides_that_differ():
+    from hydra_eval.columns import names
+
+    def job(*overrides: str, model: str = "fake", dataset: str = "piqa") -> tuple[list[str], str, str]:
+        return [f"model={model}", f"dataset={dataset}", *overrides], model, dataset
+
+    grid = [job(f"model.seed={s}", f"dataset.limit={n}") for s in (1, 2) for n in (10, 20)]
+    assert names(grid) == [
+        ("fake[seed=1]", "piqa[limit=10]"),
+        ("fake[seed=1]", "piqa[limit=20]"),
+        ("fake[seed=2]", "piqa[limit=10]"),
+        ("fake[seed=2]", "piqa[limit=20]"),
+    ]
+    models = [job("dataset.limit=10", model=m) for m in ("fake", "fake_b")]  # nothing shared: names as they are
+    assert names(models) == [("fake", "piqa"), ("fake_b", "piqa")]
+    launcher = [job(f"hydra.launcher.timeout_min={t}", "model.seed=1") for t in (10, 20)]  # other keys: the column
+    assert [m for m, _ in names(launcher)] == [f"fake[hydra.launcher.timeout_min={t}]" for t in (10, 20)]
+    paths = [job(f"dataset.path={p}", dataset="custom") for p in ("/data/a.jsonl", "/data/b.jsonl")]
+    assert [d for _, d in names(paths)] == ["custom[path=a.jsonl]", "custom[path=b.jsonl]"]  # no `/` in a name
+    for same in (
+        [job("model.seed=1"), job("model.seed=1")],
+        [job(f"dataset.path={p}", dataset="custom") for p in ("/data/a.jsonl", "/other/a.jsonl")],
+    ):
+        with pytest.raises(UserError, match=r"one cell of the summary table") as e:
+            names(same)
+        assert "\n" not in str(e.value)
+
+
+def test_a_name_override_reads_back_as_the_name():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from hydra_eval.columns import override
+
+    parser = OverridesParser.create()
+    for name in ("fake[seed=1]", "piqa[ppl.target_delimiter=' | ']", "it's\\ [x=${y}]", 'q"[a=b\\]', "b\\\\'"):
+        value = parser.parse_override(override("model.name", name)).value()
+        assert OmegaConf.create({"name": value}).name == name  # as the composed config holds it
+
+
+def test_a_served_model_named_by_its_settings_still_asks_for_the_model_it_serves(compose_cfg):
+    """An API model without model.api.model asks the server for model.name: naming the column changes
+    model.name, so the name asked for is pinned."""
+    from hydra_eval.config import typed
+    from hydra_eval.plan import expand
+
+    combos = [["model=openai_gpt4o_mini", "model.api.model=null", f"model.seed={s}"] for s in (1, 2)]
+    plan = expand(combos, lambda overrides: compose_cfg(*overrides), lambda cfg: 0)
+    assert [job.model for job in plan] == ["openai_gpt4o_mini[seed=1]", "openai_gpt4o_mini[seed=2]"]
+    cfg = typed(compose_cfg(*plan[1].overrides))
+    assert (cfg.model.name, cfg.model.api.model) == ("openai_gpt4o_mini[seed=2]", "openai_gpt4o_mini")
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("sweep", "columns", "rows"),
+    [
+        (["model.seed=1,2,3", "dataset.limit=20"], ["fake[seed=1]", "fake[seed=2]", "fake[seed=3]"], ["piqa"]),
+        (["dataset.limit=10,20,40"], ["fake"], ["piqa[limit=10]", "piqa[limit=20]", "piqa[limit=40]"]),
+    ],
+)
+def test_a_sweep_over_a_setting_shows_every_job(tmp_path, sweep, columns, rows):
+    """Two jobs of one model on one dataset never share a cell: the settings that differ name their column
+    (model settings) or their row (dataset settings) in the table, the CSV, comparison.json and report.html."""
+    folder = tmp_path / "sweep"
+    proc = hydra_eval("-m", "model=fake", "dataset=piqa", *sweep, f"hydra.sweep.dir={folder}", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = [line.split("  ") for line in summary_lines(proc.stdout)]
+    header = [cell.strip() for cell in table[0] if cell.strip()]
+    assert header == ["dataset", "version", "metric", "mode", *columns]
+    assert sorted(line[0].strip() for line in table[2:]) == rows
+    assert sorted(results_by_pair(folder)) == sorted((m, d) for m in columns for d in rows)
+    (csv,) = (folder / "summary").glob("summary_*.csv")
+    lines = csv.read_text().splitlines()
+    assert lines[0].split(",")[4:] == columns and len(lines) == 1 + len(rows)
+    assert all("-" not in line.split(",")[4:] for line in lines[1:])
+    comparison = read_json(folder / "summary" / "comparison.json")
+    assert comparison["models"] == columns
+    assert {(i["model"], i["dataset"]) for i in comparison["intervals"]} == {(m, d) for m in columns for d in rows}
+    if len(columns) > 1:
+        assert {(p["model_a"], p["model_b"]) for p in comparison["pairs"]} == {
+            (columns[0], columns[1]),
+            (columns[0], columns[2]),
+            (columns[1], columns[2]),
+        }
+    page = (folder / "summary" / "report.html").read_text()
+    assert all(f'"{name}"' in page for name in [*columns, *rows])

@@ -352,6 +352,35 @@ def test_eight_jobs_log_at_once_to_the_default_sqlite_store(compose_cfg, tmp_pat
     assert len(client.search_runs([experiment.experiment_id])) == 8
 
 
+@pytest.mark.process
+def test_jobs_named_by_their_settings_are_runs_of_their_own_with_their_metrics(compose_cfg, tmp_path):
+    """A sweep names jobs of one model and dataset by their settings (`fake[seed=1]` on `piqa[limit=4]`): each is
+    a run of that name, and the leaderboard reads its metrics back (their keys are MLflow-legal copies)."""
+    from omegaconf import OmegaConf
+
+    from hydra_eval.columns import override
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db?timeout=60"
+    for seed in (1, 2):
+        names = [override("model.name", f"fake[seed={seed}]"), override("dataset.name", "piqa[limit=4]")]
+        cfg = compose_cfg("model=fake", f"model.seed={seed}", "dataset.limit=4", *names, "tracking=default",
+                          override("tracking.uri", uri), f"output_dir={tmp_path / str(seed)}")  # fmt: skip
+        run(cfg, print_summary=False)
+    settings = OmegaConf.to_object(cfg.tracking)
+    records = sorted(tracking.leaderboard(settings, [], [], []), key=lambda r: r["model"])
+    assert [(r["model"], r["dataset"]) for r in records] == [("fake[seed=1]", "piqa[limit=4]"),
+                                                             ("fake[seed=2]", "piqa[limit=4]")]  # fmt: skip
+    assert all(set(r["metrics"]) == {"accuracy", "accuracy_stderr"} for r in records)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("hydra-eval")
+    assert sorted(r.info.run_name for r in client.search_runs([experiment.experiment_id])) == [
+        "fake[seed=1]/piqa[limit=4]",
+        "fake[seed=2]/piqa[limit=4]",
+    ]
+
+
 def runs_view(text: str) -> bool:
     """MLflow 3's runs table of an experiment, not its GenAI overview (traces, "No data available")."""
     return "Run Name" in text and "matching runs" in text and "No data available" not in text

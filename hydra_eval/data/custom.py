@@ -12,7 +12,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from hydra_eval.data.files import read_jsonl, read_text
+from hydra_eval.data.files import check_unique_ids, read_jsonl, read_text
 from hydra_eval.errors import UserError
 from hydra_eval.records import Sample
 
@@ -42,9 +42,9 @@ def read_local(directory: Path, files: dict[str, str]) -> list[dict[str, Any]]:
                 rows.append({**row, "_where": f"{path}:{reader.line_num}"})
     else:
         rows = read_jsonl(path, where_field="_where")
-    for i, row in enumerate(rows):  # each row's own problems first, named by its line
-        record_to_sample(row, i)
+    samples = [record_to_sample(row, i) for i, row in enumerate(rows)]  # each row's own problems first, by line
     _one_kind(rows)
+    check_unique_ids((s.id, row["_where"]) for s, row in zip(samples, rows, strict=True))
     return rows
 
 

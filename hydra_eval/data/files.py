@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,19 @@ def read_jsonl(path: Path, where_field: str | None = None) -> list[dict[str, Any
             row[where_field] = f"{path}:{lineno}"
         rows.append(row)
     return rows
+
+
+def check_unique_ids(rows: Iterable[tuple[str, str]]) -> None:
+    """(id, where) of each row, where = "<file>:<line>" or "<file> row <n>": a repeated id is a malformed row
+    (models are compared row by row on it: two rows of one id would be one row of the comparison)."""
+    first: dict[str, str] = {}
+    for row_id, where in rows:
+        if row_id in first:
+            raise UserError(
+                f"{where}: malformed row, id {row_id!r} again (first at {first[row_id]}); give each row an id "
+                "of its own (models are compared row by row on it)"
+            )
+        first[row_id] = where
 
 
 def read_labels(path: Path) -> list[str]:

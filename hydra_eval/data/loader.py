@@ -6,11 +6,13 @@ import functools
 import hashlib
 import importlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra_eval.data.files import check_unique_ids
 from hydra_eval.errors import UserError
 from hydra_eval.records import Sample
 from hydra_eval.schema import DatasetConfig
@@ -53,11 +55,23 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def hub_off() -> str | None:
+    """The variable that turns the hub off (`HF_HUB_OFFLINE=1` or `HF_DATASETS_OFFLINE=1`), if one is set."""
+    return next((v for v in OFFLINE_VARS if os.environ.get(v, "").upper() in {"1", "ON", "YES", "TRUE"}), None)
+
+
 def _hub_reachable() -> None:
-    """Fail in milliseconds, not after a minute of retries, when the hub's host does not even resolve."""
+    """Fail in milliseconds, not after a minute of retries, when the hub is off or its host does not even
+    resolve: with HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, nothing is looked up."""
     import socket
     from urllib.parse import urlparse
 
+    off = hub_off()
+    if off:
+        raise ConnectionError(f"{off}={os.environ[off]} turns the hub off")
     from huggingface_hub import constants
 
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
@@ -92,7 +106,8 @@ def _read(
     if paths and all(_exists(p) for p in paths):
         read_local: Callable[..., list[dict[str, Any]]] = import_object(cfg.read_local)
         rows = read_local(directory, dict(files))
-        return rows, str(directory), {p.name: sha256_file(p) for p in paths}
+        source = str(paths[0].resolve()) if cfg.path else str(directory)  # dataset.path: that file, by name
+        return rows, source, {p.name: sha256_file(p) for p in paths}
     if cfg.hf_path and split:
         try:
             rows = _read_hub(cfg, split)
@@ -168,6 +183,11 @@ def load_samples(cfg: DatasetConfig) -> LoadedData:
     indexed = _selected(cfg, rows, source)
     to_sample: Callable[[dict[str, Any], int], Sample] = import_object(cfg.record_to_sample)
     samples = [to_sample(row, i) for i, row in indexed]
+    local = Path(cfg.local_dir)
+    place = str(local / files["rows"]) if source == str(local) and "rows" in files else source  # named by row
+    check_unique_ids(
+        (s.id, r.get("_where") or f"{place} row {i + 1}") for s, (i, r) in zip(samples, indexed, strict=True)
+    )
     fewshot = cfg.fewshot
     if not fewshot.k:
         return LoadedData(samples=samples, source=source, fingerprint=fingerprint)

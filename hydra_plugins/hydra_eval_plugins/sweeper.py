@@ -28,6 +28,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_eval import columns
 from hydra_eval.errors import UserError
 from hydra_eval.outputs import JobFiles, write_json
 from hydra_eval.plan import (
@@ -219,9 +220,8 @@ class EvalSweeper(Sweeper):
             out = sweep_dir / f"merged_{first}_{model}_{dataset}"
             roots = [sweep_dir / str(final[i][1]) for i in sorted(members, key=lambda i: plan[i].shard)]
             try:
-                cfg = self._compose(
-                    [*without_key(plan[members[0]].overrides, "mode"), "mode=eval", f"output_dir={out}"]
-                )
+                to = columns.override("output_dir", str(out))  # a folder named by the job: quoted
+                cfg = self._compose([*without_key(plan[members[0]].overrides, "mode"), "mode=eval", to])
                 with open_dict(cfg):
                     del cfg["hydra"]
                 shards.merge(roots, JobFiles(root=out, model=model, dataset=dataset))
