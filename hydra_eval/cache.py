@@ -1,9 +1,11 @@
-"""Predictions cached by content and saved batch by batch.
+"""Predictions cached by content, row by row, and saved batch by batch.
 
-The key is what decides a prediction: the model's weights and the settings that change its outputs, the
-data's checksums, the prompt/scoring settings, and the shard. A rerun, a requeued Slurm job or a job killed
-with -9 finds the rows it already computed under the same key and computes only the rest; a changed prompt,
-model or file gets a new key and never sees stale rows (OpenCompass's -r keys on names only).
+A row's key is what decides its prediction: the model's weights and the settings that change its outputs,
+the prompt/scoring settings (`identity`, which also names the cache folder), and the row itself as the prompt
+sees it, with its few-shot examples (`row_key`). Which file it came from, the limit and the shard are not in
+it: a rerun, a requeued Slurm job, a job killed with -9, a raised `dataset.limit`, another shard or an edited
+file computes only the rows it has not seen; a changed prompt, model or row gets a new key and never sees a
+stale row (OpenCompass's -r keys on names only).
 """
 
 from __future__ import annotations
@@ -13,31 +15,21 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra_eval import prompts
 from hydra_eval.outputs import JobFiles, disk_errors, read_json, read_jsonl, write_json
-from hydra_eval.records import SCHEMA_VERSION, InferMeta
+from hydra_eval.records import SCHEMA_VERSION, InferMeta, Sample
 from hydra_eval.schema import Config, DatasetMode
 
 log = logging.getLogger(__name__)
 
 
-def samples_digest(samples: Iterable[Any]) -> str:
-    """sha256 of the samples as the prompts see them: a change in how rows become samples (a dataset's
-    record_to_sample) gets a new key even when the files and the config are the same."""
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(json.dumps([s.id, s.fields, s.gold], sort_keys=True, ensure_ascii=False, default=str).encode())
-    return h.hexdigest()
-
-
-def identity(
-    cfg: Config, data_fingerprint: dict[str, str], backend_identity: dict[str, object], samples: str = ""
-) -> dict[str, Any]:
-    """The backend's identity (weights and the settings that change its outputs) and the job's own."""
+def identity(cfg: Config, backend_identity: dict[str, object]) -> dict[str, Any]:
+    """The backend's identity (weights and the settings that change its outputs) and the prompt settings: what
+    every row of a job shares."""
     m = cfg.model
     model: dict[str, Any] = {"chat_template": m.chat_template, "seed": m.seed}
     if cfg.dataset.mode is DatasetMode.gen:
@@ -52,13 +44,18 @@ def identity(
     return {
         "model": backend_identity,
         "model_settings": model,
-        "data": data_fingerprint,
-        "samples": samples,
-        "limit": cfg.dataset.limit,
+        "dataset": cfg.dataset.name,  # one folder per dataset: a job loads its own rows only
         "record_to_sample": cfg.dataset.record_to_sample,
         "prompt": prompts.inference_settings(cfg.dataset),
-        "shard": [cfg.shard.index, cfg.shard.count],
     }
+
+
+def row_key(job_key: str, sample: Sample, shots: Sequence[Sample]) -> str:
+    """One row's key: the job's (`key_of(identity(...))`) and the row as the prompts see it (a change in how
+    rows become samples, a dataset's record_to_sample, changes it too), with its few-shot examples."""
+    row = [[s.id, s.fields, s.gold] for s in (sample, *shots)]
+    blob = json.dumps([job_key, row], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
 def key_of(ident: dict[str, Any]) -> str:
@@ -98,7 +95,8 @@ class RowStore:
                 except ValueError:  # a write that a kill interrupted: skip it, keep every whole row
                     log.warning("cache %s: skipping a partly written line", self.dir.name)
                     continue
-                if row.get("schema_version") == SCHEMA_VERSION:  # rows of another format are computed again
+                # rows of another format (or without their key) are computed again
+                if row.get("schema_version") == SCHEMA_VERSION and self.key_field in row:
                     rows[self._key(row)] = row
         return rows
 
@@ -119,16 +117,19 @@ class RowStore:
 
 
 class PredictionStore(RowStore):
-    """Predictions under cache_dir/predictions/<key>/, by row index."""
+    """Predictions under cache_dir/predictions/<job key>/, by row key (each line: a prediction and its "key")."""
 
+    key_field = "key"
     what = "a batch of predictions"
 
     def __init__(self, cache_dir: Path, ident: dict[str, Any]):
         self.key = key_of(ident)
         super().__init__(cache_dir / "predictions" / self.key, ident)
 
-    def _key(self, row: dict[str, Any]) -> Any:
-        return int(row["idx"])
+
+def placed(row: dict[str, Any], idx: int) -> dict[str, Any]:
+    """A cached prediction as a line of this job's predictions file: at this job's row index, without its key."""
+    return {**{k: v for k, v in row.items() if k != "key"}, "idx": idx}
 
 
 class _FileLock:
@@ -157,17 +158,21 @@ def latest_run(output_root: Path, current: Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def rows_from_folder(folder: Path, key: str) -> dict[int, dict[str, Any]]:
-    """Rows of any predictions file below folder whose infer metadata carries this cache key."""
-    found: dict[int, dict[str, Any]] = {}
-    for job in JobFiles.inferred_under(folder):
+def rows_from_folder(folder: Path, keys: Collection[str]) -> dict[str, dict[str, Any]]:
+    """Row key -> row, for the rows with one of these keys in any predictions file below folder (its infer
+    metadata names each row's key)."""
+    wanted, found = set(keys), {}
+    for job in JobFiles.inferred_under(folder) if wanted else []:
         try:
             meta = InferMeta.from_json(read_json(job.infer_meta), str(job.infer_meta))
         except Exception:  # unreadable, or of another format: not reusable
             continue
-        if meta.cache_key != key or not job.predictions.is_file():
+        if not wanted.intersection(meta.row_keys) or not job.predictions.is_file():
             continue
-        for row in read_jsonl(job.predictions):
-            if "idx" in row and row.get("schema_version") == SCHEMA_VERSION:
-                found[int(row["idx"])] = row
+        rows = read_jsonl(job.predictions)
+        if len(rows) != len(meta.row_keys):  # not the file its metadata describes
+            continue
+        for key, row in zip(meta.row_keys, rows, strict=True):
+            if key in wanted and row.get("schema_version") == SCHEMA_VERSION:
+                found[key] = {**row, "key": key}
     return found

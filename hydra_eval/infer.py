@@ -23,12 +23,16 @@ from hydra_eval.schema import Config
 log = logging.getLogger(__name__)
 
 
-def _compute(
-    cfg: Config, task: tasks.Task, backend: Backend, data: LoadedData, rows: list[tuple[int, Sample]]
-) -> list[dict[str, Any]]:
+def _shots(cfg: Config, data: LoadedData, rows: list[tuple[int, Sample]]) -> dict[int, list[Sample]]:
+    """Each row's few-shot examples (part of its cache key)."""
     spec = cfg.dataset.fewshot
-    shots = [fewshot.select(spec, s, data.fewshot, data.fewshot_same_split) for _, s in rows]
-    return [p.to_json() for p in task.predict(backend, rows, shots)]
+    return {i: fewshot.select(spec, s, data.fewshot, data.fewshot_same_split) for i, s in rows}
+
+
+def _compute(
+    task: tasks.Task, backend: Backend, rows: list[tuple[int, Sample]], shots: dict[int, list[Sample]]
+) -> list[dict[str, Any]]:
+    return [p.to_json() for p in task.predict(backend, rows, [shots[i] for i, _ in rows])]
 
 
 def _reuse_folder(cfg: Config) -> Path | None:
@@ -47,8 +51,9 @@ def _reuse_folder(cfg: Config) -> Path | None:
 
 def run_infer(cfg: Config, files: JobFiles) -> InferMeta:
     """Predictions for this job's rows (its shard of the dataset). Rows already computed under the same
-    content key (cache, or an earlier run named by `reuse`) are taken as they are; the rest are computed in
-    batches of checkpoint_every samples, each saved before the next starts."""
+    content key (cache, or an earlier run named by `reuse`), whatever the limit, shard or file they were
+    computed for, are taken as they are; the rest are computed in batches of checkpoint_every samples, each
+    saved before the next starts."""
     data: LoadedData = load_samples(cfg.dataset)
     step = max(1, cfg.checkpoint_every)
     try:
@@ -66,22 +71,20 @@ def run_infer(cfg: Config, files: JobFiles) -> InferMeta:
     )  # loads nothing yet
     with contextlib.closing(backend):  # an engine or a started server is released, also on failure
         task = tasks.for_dataset(cfg.dataset, cfg.model)
-        digest = cache.samples_digest(
-            itertools.chain(data.samples, [] if data.fewshot_same_split else data.fewshot)
-        )
-        ident = cache.identity(cfg, data.fingerprint, backend.identity(), digest)
+        ident = cache.identity(cfg, backend.identity())
         store = cache.PredictionStore(Path(cfg.paths.cache_dir), ident)
-        done = store.load() if cfg.resume else {}
-        from_cache = sum(i in done for i, _ in indexed)
+        shots = _shots(cfg, data, indexed)
+        keys = {i: cache.row_key(store.key, s, shots[i]) for i, s in indexed}
+        done = store.load() if cfg.resume else {}  # row key -> row
+        from_cache = sum(keys[i] in done for i, _ in indexed)
         folder = _reuse_folder(cfg)
         from_folder = 0
         if folder is not None:
-            earlier = {i: r for i, r in cache.rows_from_folder(folder, store.key).items() if i not in done}
-            wanted = [earlier[i] for i, _ in indexed if i in earlier]
-            store.append(wanted)
-            done.update((int(r["idx"]), r) for r in wanted)
-            from_folder = len(wanted)
-        todo = [(i, s) for i, s in indexed if i not in done]
+            earlier = cache.rows_from_folder(folder, {keys[i] for i, _ in indexed} - done.keys())
+            store.append(earlier.values())
+            done.update(earlier)
+            from_folder = sum(keys[i] in earlier for i, _ in indexed)
+        todo = [(i, s) for i, s in indexed if keys[i] not in done]
         log.info(
             "predictions: %d reused from cache %s, %d from %s, %d to compute",
             from_cache,
@@ -101,18 +104,20 @@ def run_infer(cfg: Config, files: JobFiles) -> InferMeta:
             )
             t1 = time.perf_counter()
             # Saved batches are fixed blocks of rows (idx // step): a resumed or sharded run computes exactly the
-            # batches an uninterrupted one does, so its numbers are bit-identical.
+            # batches an uninterrupted one does, so its numbers are bit-identical. Rows new to a block (a raised
+            # limit, an edited row) are computed in a batch of their own: a batching backend may differ there in
+            # the last digits, as it does between batch sizes.
             for _, block in itertools.groupby(todo, key=lambda t: t[0] // step):
                 chunk = list(block)
-                rows = _compute(cfg, task, backend, data, chunk)
+                rows = [{**r, "key": keys[r["idx"]]} for r in _compute(task, backend, chunk, shots)]
                 store.append(rows)  # saved before the next batch starts: a kill loses at most this batch
-                done.update((r["idx"], r) for r in rows)
+                done.update((r["key"], r) for r in rows)
                 bar.update(len(chunk))
             bar.close()
             counters = backend.counters()
             infer_s = time.perf_counter() - t1 - counters.load_s  # the model loads on the first batch
         counters = backend.counters()
-        rows = [done[i] for i, _ in indexed]
+        rows = [cache.placed(done[keys[i]], i) for i, _ in indexed]
         write_jsonl(files.predictions, rows)
         meta = InferMeta(
             model=cfg.model.name,
@@ -129,6 +134,7 @@ def run_infer(cfg: Config, files: JobFiles) -> InferMeta:
             infer_s=infer_s,
             tokens_computed=counters.tokens_computed,
             head_positions=counters.head_positions,
+            row_keys=tuple(keys[i] for i, _ in indexed),
         )
         write_json(files.infer_meta, meta.to_json())
         log.info("infer: %d rows (%d computed) in %.1fs -> %s", len(rows), len(todo), infer_s, files.predictions)

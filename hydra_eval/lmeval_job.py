@@ -73,6 +73,12 @@ def run_lmeval(cfg: Config, files: JobFiles) -> dict[str, Any]:
     return results
 
 
+def _request_key(job_key: str, row: dict[str, Any]) -> str:
+    """A request's cache key: the job's and the request itself (its texts included), not its place in the list,
+    so a raised limit asks only the new requests."""
+    return cache.key_of({"job": job_key, "request": {k: v for k, v in row.items() if k != "idx"}})
+
+
 def _infer(
     cfg: Config, files: JobFiles, built: lmeval.Built, rows: list[dict[str, Any]], version: str
 ) -> tuple[list[dict[str, Any]], InferMeta]:
@@ -81,10 +87,11 @@ def _infer(
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
     backend = make(cfg.model, BackendEnv(cache_dir=cfg.paths.cache_dir, job_dir=str(files.root)))
     with contextlib.closing(backend):
-        ident = {"model": backend.identity(), "lmeval": version, "requests": digest, "seed": cfg.model.seed}
+        ident = {"model": backend.identity(), "lmeval": version, "seed": cfg.model.seed}
         store = cache.PredictionStore(Path(cfg.paths.cache_dir), ident)
-        done = store.load() if cfg.resume else {}
-        todo = [r for r in rows if r["idx"] not in done]
+        keys = {r["idx"]: _request_key(store.key, r) for r in rows}
+        done = store.load() if cfg.resume else {}  # request key -> answered row
+        todo = [r for r in rows if keys[r["idx"]] not in done]
         log.info(
             "lm-eval %s: %d requests; predictions: %d reused from cache %s, %d to compute",
             ",".join(settings.tasks),
@@ -100,14 +107,14 @@ def _infer(
         )
         for _, block in itertools.groupby(todo, key=lambda r: r["idx"] // step):
             chunk = list(block)
-            answered = [{"schema_version": 2, **r} for r in lmeval.answer(backend, chunk)]
+            answered = [{"schema_version": 2, **r, "key": keys[r["idx"]]} for r in lmeval.answer(backend, chunk)]
             store.append(answered)  # saved before the next block: a kill loses at most this block
-            done.update((r["idx"], r) for r in answered)
+            done.update((r["key"], r) for r in answered)
             bar.update(len(chunk))
         bar.close()
         counters = backend.counters()
         infer_s = time.perf_counter() - t0 - counters.load_s if todo else 0.0
-    out = [done[r["idx"]] for r in rows]
+    out = [cache.placed(done[keys[r["idx"]]], r["idx"]) for r in rows]
     write_jsonl(files.predictions, out)
     meta = InferMeta(
         model=cfg.model.name,
@@ -124,6 +131,7 @@ def _infer(
         infer_s=infer_s,
         tokens_computed=counters.tokens_computed,
         head_positions=counters.head_positions,
+        row_keys=tuple(keys[r["idx"]] for r in rows),
     )
     write_json(files.infer_meta, meta.to_json())
     return out, meta

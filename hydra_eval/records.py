@@ -444,6 +444,7 @@ class InferMeta:
     infer_s: float
     tokens_computed: int
     head_positions: int
+    row_keys: tuple[str, ...] = ()  # each row's cache key, in the file's order (what reuse= matches)
 
     def to_json(self) -> Json:
         computed, infer_s = self.reused["computed"], self.infer_s
@@ -466,6 +467,7 @@ class InferMeta:
                 "head_positions": self.head_positions,
                 "tokens_per_s": self.tokens_computed / infer_s if infer_s else None,
             },
+            "row_keys": list(self.row_keys),
         }
 
     @classmethod
@@ -486,6 +488,7 @@ class InferMeta:
             infer_s=float(d["timings"]["infer_s"]),
             tokens_computed=int(d["throughput"]["tokens_computed"]),
             head_positions=int(d["throughput"]["head_positions"]),
+            row_keys=tuple(d.get("row_keys", ())),
         )
 
     def results(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hydra_eval.errors import UserError
@@ -23,8 +24,8 @@ def merge(shard_roots: list[Path], out: JobFiles) -> InferMeta:
     ids = [r["idx"] for r in rows]
     if ids != list(range(len(ids))):
         raise UserError(f"shards of {out.model}/{out.dataset} do not tile the dataset: {shard_roots}")
-    if len({m.version for m in metas}) != 1 or len({m.cache_key for m in metas}) != len(metas):
-        raise UserError(f"shards of {out.model}/{out.dataset} come from different prompt versions or repeat")
+    if len({(m.version, m.cache_key, json.dumps(m.fingerprints, sort_keys=True)) for m in metas}) != 1:
+        raise UserError(f"shards of {out.model}/{out.dataset} come from other prompt versions, settings or data")
     first = metas[0]
     meta = InferMeta(
         model=first.model,
@@ -42,6 +43,7 @@ def merge(shard_roots: list[Path], out: JobFiles) -> InferMeta:
         infer_s=sum(m.infer_s for m in metas),
         tokens_computed=sum(m.tokens_computed for m in metas),
         head_positions=sum(m.head_positions for m in metas),
+        row_keys=tuple(k for m in metas for k in m.row_keys),
     )
     write_jsonl(out.predictions, rows)
     write_json(out.infer_meta, meta.to_json())

@@ -4,6 +4,7 @@ judge runs are in docs/benchmarks.md section 7 and tests/test_slow.py."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -190,6 +191,76 @@ def test_pairwise_without_a_baseline_is_one_error_before_any_generation(compose_
         *FAKE, "dataset=arena_hard", "dataset.judge.baseline=nosuch", f"dataset.judge.baseline_dir={tmp_path}"
     )
     with pytest.raises(UserError, match="no predictions/nosuch/arena_hard.jsonl below it"):
+        run(cfg, print_summary=False)
+    assert not (tmp_path / "out" / "predictions").exists()
+
+
+def run_baseline(compose_cfg, tmp_path, *overrides):
+    """The baseline model `fake` answers arena_hard into tmp_path/baseline (mode=infer)."""
+    cfg = compose_cfg(
+        "model=fake",
+        "model.chat_template=true",
+        "dataset=arena_hard",
+        "mode=infer",
+        f"output_dir={tmp_path / 'baseline'}",
+        *overrides,
+    )
+    run(cfg, print_summary=False)
+
+
+def judged_against_baseline(compose_cfg, tmp_path, *overrides):
+    return compose_cfg(
+        "model=fake_b",
+        "model.chat_template=true",
+        "judge=fake",
+        "dataset=arena_hard",
+        "dataset.judge.baseline=fake",
+        f"dataset.judge.baseline_dir={tmp_path / 'baseline'}",
+        *overrides,
+    )
+
+
+def test_a_baseline_missing_rows_is_one_error_before_any_generation(compose_cfg, tmp_path):
+    run_baseline(compose_cfg, tmp_path, "dataset.limit=2")
+    cfg = judged_against_baseline(compose_cfg, tmp_path, "dataset.limit=3")
+    with pytest.raises(UserError, match="the baseline fake has no answer for 1 of 3 rows of arena_hard"):
+        run(cfg, print_summary=False)
+    assert not (tmp_path / "out" / "predictions").exists()
+
+
+def test_a_baseline_made_from_another_data_file_is_refused_before_any_generation(compose_cfg, tmp_path):
+    from tests.conftest import DATA_DIR
+
+    other = tmp_path / "other"
+    other.mkdir()
+    rows = read_jsonl(DATA_DIR / "arena_hard" / "question.jsonl")[:3]
+    for row in rows:  # the same ids, other questions
+        row["turns"] = [{"content": "Name a colour."}]
+    (other / "question.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_baseline(compose_cfg, tmp_path, "dataset.limit=3", f"dataset.local_dir={other}")
+    cfg = judged_against_baseline(compose_cfg, tmp_path, "dataset.limit=3")
+    with pytest.raises(UserError, match="answered other data: .*question.jsonl"):
+        run(cfg, print_summary=False)
+    assert not (tmp_path / "out" / "predictions").exists()
+
+
+def test_an_unreachable_served_judge_is_one_error_before_any_generation(compose_cfg, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    cfg = compose_cfg(
+        "model=fake",
+        "model.chat_template=true",
+        "dataset=mt_bench",
+        "dataset.limit=1",
+        "judge=llamacpp_smollm2",
+        f"judge.api.base_url={url}",
+        "judge.api.retries=0",
+    )
+    with pytest.raises(UserError, match=f"judge=llamacpp_smollm2: cannot reach {url}"):
         run(cfg, print_summary=False)
     assert not (tmp_path / "out" / "predictions").exists()
 

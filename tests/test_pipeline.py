@@ -196,3 +196,74 @@ def test_the_summary_table_aligns_cjk_names_by_display_width():
     assert all(row[:4] == header[:4] for row in body)  # dataset, version, metric, mode line up
     assert {row[-1] for row in body if len(row) == 6} == {header[-1]}  # and the last model's column
     assert "acc/计算机网络" in lines[3] or "acc/计算机网络" in lines[4]
+
+
+# The predictions cache keys each row by its own content (issue 29): more rows, an edited row, shards or an
+# earlier folder compute only what is new; a changed prompt, model or setting never reuses a row
+
+
+def infer_fake(compose_cfg, tmp_path, name, *overrides, cache="cache"):
+    """mode=infer on the fake model into tmp_path/name with the cache tmp_path/cache: (reused counts, rows)."""
+    cfg = compose_cfg(
+        "model=fake",
+        "mode=infer",
+        f"paths.cache_dir={tmp_path / cache}",
+        f"output_dir={tmp_path / name}",
+        *overrides,
+    )
+    run(cfg, print_summary=False)
+    folder = Path(cfg.output_dir) / "predictions" / "fake"
+    meta = json.loads((folder / f"{cfg.dataset.name}.meta.json").read_text())
+    return meta["reused"], read_jsonl(folder / f"{cfg.dataset.name}.jsonl")
+
+
+def test_a_raised_limit_computes_only_the_new_rows(compose_cfg, tmp_path):
+    reused, _ = infer_fake(compose_cfg, tmp_path, "a", "dataset=siqa", "dataset.limit=150")
+    assert reused == {"cache": 0, "folder": 0, "computed": 150}
+    reused, rows = infer_fake(compose_cfg, tmp_path, "b", "dataset=siqa", "dataset.limit=160")
+    assert reused == {"cache": 150, "folder": 0, "computed": 10}
+    _, fresh = infer_fake(compose_cfg, tmp_path, "c", "dataset=siqa", "dataset.limit=160", cache="fresh")
+    assert rows == fresh  # the same file as a run that computed every row
+
+
+def test_an_edited_row_is_the_only_one_computed_again(compose_cfg, tmp_path):
+    data = tmp_path / "qa.jsonl"
+    questions = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(20)]
+    data.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    args = ("dataset=custom", f"dataset.path={data}", "dataset.mode=gen")
+    assert infer_fake(compose_cfg, tmp_path, "a", *args)[0]["computed"] == 20
+    questions[5]["question"] = "What is five plus five?"
+    data.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    reused, rows = infer_fake(compose_cfg, tmp_path, "b", *args)
+    assert reused == {"cache": 19, "folder": 0, "computed": 1}
+    assert "five plus five" in rows[5]["prompt"] and [r["idx"] for r in rows] == list(range(20))
+
+
+@pytest.mark.parametrize(
+    "change", ["model.reply='B'", "model.seed=7", "model.max_out_len=3", "dataset.gen.template='Q: {question}'"]
+)
+def test_a_changed_model_prompt_or_setting_never_reuses_a_row(compose_cfg, tmp_path, change):
+    base = ("dataset=siqa", "dataset.limit=6")
+    assert infer_fake(compose_cfg, tmp_path, "a", *base)[0]["computed"] == 6
+    assert infer_fake(compose_cfg, tmp_path, "b", *base, change)[0] == {"cache": 0, "folder": 0, "computed": 6}
+
+
+def test_shards_and_a_whole_run_share_their_rows(compose_cfg, tmp_path):
+    base = ("dataset=siqa", "dataset.limit=20", "checkpoint_every=4")
+    shards = [
+        infer_fake(compose_cfg, tmp_path, f"s{i}", *base, "shard.count=2", f"shard.index={i}") for i in (0, 1)
+    ]
+    assert sum(reused["computed"] for reused, _ in shards) == 20
+    reused, rows = infer_fake(compose_cfg, tmp_path, "whole", *base)
+    assert reused == {"cache": 20, "folder": 0, "computed": 0}
+    assert rows == infer_fake(compose_cfg, tmp_path, "fresh", *base, cache="fresh")[1]
+
+
+def test_reuse_takes_the_matching_rows_of_an_earlier_folder(compose_cfg, tmp_path):
+    infer_fake(compose_cfg, tmp_path, "first", "dataset=siqa", "dataset.limit=10")
+    again = ("dataset=siqa", "dataset.limit=12", f"reuse={tmp_path / 'first'}")
+    reused, rows = infer_fake(compose_cfg, tmp_path, "second", *again, cache="other")
+    assert reused == {"cache": 0, "folder": 10, "computed": 2}
+    assert rows == infer_fake(compose_cfg, tmp_path, "fresh", "dataset=siqa", "dataset.limit=12", cache="fresh")[1]
+    changed = infer_fake(compose_cfg, tmp_path, "third", *again, "model.reply='B'", cache="third")[0]
+    assert changed == {"cache": 0, "folder": 0, "computed": 12}

@@ -50,6 +50,27 @@ def api_key(api: ApiConfig) -> str:
     return redact.secret(key)
 
 
+def check_reachable(api: ApiConfig, group: str, name: str) -> None:
+    """One GET <base_url>/models, without the key: any HTTP answer (a 401 or 404 too) means a server is there.
+    No answer at all (refused, unknown host, timeout) is one line before any work, not an APIConnectionError
+    after all of it."""
+    import urllib.error
+    import urllib.request
+
+    url = api.base_url.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url), timeout=min(api.timeout_s, 10.0)):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as e:  # URLError (refused, unknown host), a timeout; ValueError: not a URL
+        reason = getattr(e, "reason", None) or e
+        raise UserError(
+            f"{group}={name}: cannot reach {api.base_url} ({reason}): start its server, or point "
+            f"{group}.api.base_url at one"
+        ) from None
+
+
 def backoff(attempt: int, base_s: float, cap_s: float, retry_after_s: float | None = None) -> float:
     """Seconds to wait before retry number attempt+1: base * 2^attempt, capped; a longer Retry-After wins."""
     delay = min(cap_s, base_s * 2**attempt)

@@ -8,20 +8,29 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from hydra_eval.backends import BackendEnv, make
+from hydra_eval.backends.api_client import check_reachable
 from hydra_eval.data.loader import load_samples
 from hydra_eval.errors import UserError
 from hydra_eval.judging import prompts, store
 from hydra_eval.judging.verdicts import PARSERS, Parsed
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
-from hydra_eval.records import GenerationRequest, GenPrediction, Judgment, Prediction, prediction_from_json
-from hydra_eval.schema import Config, DatasetConfig, DatasetMode, JudgeMode, JudgeSettings
+from hydra_eval.plan import shard_bounds
+from hydra_eval.records import (
+    GenerationRequest,
+    GenPrediction,
+    InferMeta,
+    Judgment,
+    Prediction,
+    prediction_from_json,
+)
+from hydra_eval.schema import ApiConfig, Config, DatasetConfig, DatasetMode, JudgeMode, JudgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +62,51 @@ def preflight(cfg: Config) -> None:
     if settings.temperature < 0:
         raise UserError(f"dataset.judge.temperature must be 0 (greedy) or more, not {settings.temperature}")
     if settings.mode is JudgeMode.pairwise and not settings.baseline_field:
-        baseline_files(settings, dataset.name)
+        _check_baseline(cfg)
+    api = getattr(cfg.judge, "api", None)
+    if isinstance(api, ApiConfig) and not api.serve.command:  # a served judge; one the job starts is not up yet
+        check_reachable(api, "judge", cfg.judge.name)
+
+
+def _check_baseline(cfg: Config) -> None:
+    """The baseline's answers are there, to the same questions (its data fingerprint is this job's), for every
+    row of this job."""
+    settings, dataset = cfg.dataset.judge, cfg.dataset
+    files = baseline_files(settings, dataset.name)
+    theirs = InferMeta.from_json(read_json(files.infer_meta), str(files.infer_meta)).fingerprints.get("data")
+    data = load_samples(dataset)
+    if theirs != data.fingerprint:
+        raise UserError(
+            f"dataset.judge.baseline_dir: the baseline {settings.baseline} in {files.predictions} answered other "
+            f"data: {_differs(theirs or {}, data.fingerprint)}; run it on this job's data"
+        )
+    try:
+        start, end = shard_bounds(
+            len(data.samples), cfg.shard.index, cfg.shard.count, max(1, cfg.checkpoint_every)
+        )
+    except ValueError:
+        start, end = 0, len(data.samples)  # infer says what is wrong with the shard
+    answered = {r["id"] for r in read_jsonl(files.predictions)} if files.predictions.is_file() else set()
+    _check_covers(settings, dataset.name, files, [s.id for s in data.samples[start:end]], answered)
+
+
+def _differs(theirs: dict[str, str], ours: dict[str, str]) -> str:
+    """The data files whose checksums differ (or that only one side has), named."""
+    names = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+    return ", ".join(
+        f"{n} ({(theirs.get(n) or 'none')[:12]} there, {(ours.get(n) or 'none')[:12]} here)" for n in names
+    )
+
+
+def _check_covers(
+    settings: JudgeSettings, dataset: str, files: JobFiles, ids: Sequence[str], answered: Collection[str]
+) -> None:
+    missing = [i for i in ids if i not in answered]
+    if missing:
+        raise UserError(
+            f"the baseline {settings.baseline} has no answer for {len(missing)} of {len(ids)} rows of {dataset} "
+            f"(e.g. id {missing[0]}) in {files.predictions}: run it on the same rows"
+        )
 
 
 def baseline_files(settings: JudgeSettings, dataset: str) -> JobFiles:
@@ -84,12 +137,7 @@ def baseline_answers(settings: JudgeSettings, dataset: str, rows: Sequence[GenPr
         return {r.id: [str((r.fields or {})[settings.baseline_field])] for r in rows}
     files = baseline_files(settings, dataset)
     theirs = {r.id: prompts.answers(r) for r in _read_rows(files.predictions)}
-    missing = [r.id for r in rows if r.id not in theirs]
-    if missing:
-        raise UserError(
-            f"the baseline {settings.baseline} has no answer for {len(missing)} of {len(rows)} rows of {dataset} "
-            f"(e.g. id {missing[0]}) in {files.predictions}: run it on the same rows"
-        )
+    _check_covers(settings, dataset, files, [r.id for r in rows], theirs)
     return theirs
 
 
