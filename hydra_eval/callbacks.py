@@ -11,6 +11,8 @@ from omegaconf import DictConfig
 
 # Failed jobs of the last sweep in this process; the command exits non-zero when there are any.
 FAILED_JOBS: list[dict[str, Any]] = []
+# Errors of the sweep as a whole (a summary with no results): the command exits non-zero too.
+SWEEP_ERRORS: list[str] = []
 
 
 def failure_report(failed: list[dict[str, Any]]) -> str:
@@ -39,13 +41,20 @@ class SweepSummary(Callback):
         root = Path(config.hydra.sweep.dir)
         failed = read_json(root / FAILED_FILE) if (root / FAILED_FILE).is_file() else []
         FAILED_JOBS[:] = failed
+        SWEEP_ERRORS.clear()
         if config.mode.viz:
             from omegaconf import OmegaConf
 
             from hydra_eval import summary
+            from hydra_eval.errors import UserError
 
             viz = OmegaConf.to_object(config.viz)  # a VizConfig (the structured schema's node)
-            print(summary.write(root, failed=failed, viz=viz), end="")  # type: ignore[arg-type]
+            try:
+                print(summary.write(root, failed=failed, viz=viz), end="")  # type: ignore[arg-type]
+            except UserError as e:  # no results at all: one line (Hydra would only warn)
+                print(e, file=sys.stderr)
+                if not config.mode.eval:  # mode=viz over a folder with nothing to show fails the command; a
+                    SWEEP_ERRORS.append(str(e))  # sweep whose jobs ran and had nothing to score does not
         if failed:
             print(failure_report(failed), end="", file=sys.stderr)
         if config.tracking.enabled and config.mode.eval:

@@ -18,6 +18,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra_eval.backends import Backend
@@ -78,23 +79,36 @@ def build(cfg: LmevalConfig, limit: int | None, local_tasks: str | None = None) 
     random.seed(SEEDS["random"])
     np.random.seed(SEEDS["numpy"])
     set_torch_seed(SEEDS["torch"])
+    for folder in cfg.include_path:
+        if not os.path.isdir(folder):
+            raise UserError(f"dataset.lmeval.include_path: {folder}: no such folder")
     include = [*cfg.include_path, *([local_tasks] if local_tasks else [])]  # local copies: after, so they win
     manager = TaskManager(include_path=include or None)
     unknown = [t for t in cfg.tasks if t not in manager.all_tasks]
     if unknown:
+        skipped = unreadable(cfg.include_path)
         raise UserError(
             f"dataset.lmeval.tasks: lm-eval has no task or group {', '.join(unknown)} "
             "(lm_eval --tasks list shows them; your own YAMLs: dataset.lmeval.include_path=[folder])"
+            + (f"; lm-eval skipped YAMLs it could not read: {'; '.join(skipped[:3])}" if skipped else "")
         )
+    names = ",".join(cfg.tasks)
     try:
         with _hub_dirs(cfg.hub_dirs):
             loaded = manager.load(list(cfg.tasks))
     except ConnectionError as e:
         raise UserError(
-            f"dataset.lmeval.tasks={','.join(cfg.tasks)}: {str(e).splitlines()[0]}; point the task at local files "
+            f"dataset.lmeval.tasks={names}: {str(e).splitlines()[0]}; point the task at local files "
             "(dataset.lmeval.hub_dirs=['<hub id>=<folder>'], or an include_path as scripts/lmeval_local_tasks.py "
             "writes) or set dataset.lmeval.allow_hub=true"
         ) from None
+    except FileNotFoundError as e:  # a task's data_files that are not there
+        raise UserError(
+            f"dataset.lmeval.tasks={names}: a task's data is missing: {_one_line(e)} (the task YAML's "
+            "dataset_kwargs.data_files, or dataset.lmeval.hub_dirs / dataset.lmeval.local)"
+        ) from None
+    except ValueError as e:  # a task YAML lm-eval cannot build (an unknown output_type, ...)
+        raise UserError(f"dataset.lmeval.tasks={names}: lm-eval cannot build it: {_one_line(e)}") from None
     limits: dict[str, int | None] = {}
     for name, task in loaded["tasks"].items():
         kind = task.get_config("output_type")
@@ -118,6 +132,27 @@ def build(cfg: LmevalConfig, limit: int | None, local_tasks: str | None = None) 
             system_instruction=None,
         )
     return Built(loaded, limits)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
+
+
+def unreadable(folders: Sequence[str]) -> list[str]:
+    """`path: reason` for each YAML under these folders that lm-eval's task index skips (it says so only in
+    a debug log): the one place that reads lm-eval's private index, to say why a user's task is not found."""
+    from lm_eval.tasks._index import TaskIndex
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    out = []
+    for folder in folders:
+        for path in sorted(Path(folder).glob("**/*.yaml")):
+            try:
+                TaskIndex.process_cfg(load_yaml(path, resolve_func=False, recursive=True), path, {})
+            except Exception as e:
+                out.append(f"{path}: {_one_line(e)}")
+    return out
 
 
 @contextlib.contextmanager

@@ -40,6 +40,21 @@ def disk_errors(folder: Path, what: str) -> Any:
         raise
 
 
+def writable(folder: Path, what: str, hint: str) -> None:
+    """Create the folder and a file in it (then remove it), or one line saying it cannot be written: a
+    read-only disk, a path below a file, no permission. A real write is the one sure test: os.access cannot
+    ask about a folder not made yet, nor see an NFS server's root squashing."""
+    try:
+        with disk_errors(folder, what):
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = _temp_beside(folder / ".write-test")
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        reason = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
+        raise UserError(f"{what} {folder} cannot be written ({reason}): {hint}") from None
+
+
 LOCK = ".hydra-eval.lock"
 
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from hydra_eval import judges, outputs, summary, validate
+from hydra_eval import backends, judges, outputs, summary, validate
 from hydra_eval.config import plain, typed
 from hydra_eval.errors import UserError
 from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
-from hydra_eval.outputs import JobFiles, disk_errors, write_json, write_text
+from hydra_eval.outputs import JobFiles, write_json, write_text
 from hydra_eval.schema import Config, DatasetMode, JudgeMode, VizSource
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,14 @@ def run(composed: DictConfig | Config, print_summary: bool = True) -> dict[str, 
         from hydra_eval.judging.stage import preflight
 
         preflight(cfg)
+    if cfg.mode.infer:
+        backends.check(cfg.model)  # weights that are not there, an engine not installed: before the data loads
+    if cfg.mode.infer or cfg.mode.judge:
+        where = "set paths.cache_dir=... (or HYDRA_EVAL_CACHE_DIR) to a folder you can write to"
+        outputs.writable(Path(cfg.paths.cache_dir), "paths.cache_dir", where)
     root = Path(cfg.output_dir)
-    with disk_errors(root, "the job folder"):
-        root.mkdir(parents=True, exist_ok=True)
+    where = "set paths.output_root=... (or HYDRA_EVAL_OUTPUT_ROOT, or hydra.run.dir) to a folder you can write to"
+    outputs.writable(root, "the job folder", where)
     with outputs.exclusive(root):
         return _stages(cfg, root, print_summary)
 

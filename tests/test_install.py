@@ -96,8 +96,11 @@ def _ok(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_the_installed_wheel_is_not_the_checkout(venv):
-    where = _ok(_run(venv, "-c", "import hydra_eval, hydra_plugins.hydra_eval_plugins as p; print(p.__file__)",
-                     cmd="python"))
+    where = _ok(
+        _run(
+            venv, "-c", "import hydra_eval, hydra_plugins.hydra_eval_plugins as p; print(p.__file__)", cmd="python"
+        )
+    )
     assert where.startswith(str(venv / "venv")) and str(ROOT) not in where
     assert _ok(_run(venv, "--version")).strip() == f"hydra-eval {_version('hydra-eval')}"  # no checkout: no commit
 
@@ -105,7 +108,10 @@ def test_the_installed_wheel_is_not_the_checkout(venv):
 def test_a_job_and_a_judged_job_run_from_the_wheel(venv):
     _ok(_run(venv, "model=fake", "dataset=piqa", "dataset.limit=20", "hydra.run.dir=runs/piqa"))
     results = json.loads((venv / "runs/piqa/results/fake/piqa.json").read_text())
-    assert results["n"] == 20 and results["provenance"] == {"hydra_eval": _version("hydra-eval"), "git_commit": None}
+    assert results["n"] == 20 and results["provenance"] == {
+        "hydra_eval": _version("hydra-eval"),
+        "git_commit": None,
+    }
     _ok(_run(venv, "model=fake", "dataset=mt_bench", "dataset.limit=2", "judge=fake", "hydra.run.dir=runs/mtb"))
     judged = json.loads((venv / "runs/mtb/results/fake/mt_bench.json").read_text())
     assert judged["provenance"]["judge"]["name"] == "fake"

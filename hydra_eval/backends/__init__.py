@@ -82,6 +82,15 @@ def schemas() -> dict[str, type[ModelConfig]]:
     return found
 
 
+def check(cfg: ModelConfig) -> None:
+    """The backend's own check of its config, where its module has one (`check(cfg)`: weights that are not
+    where the config says, an engine this Python cannot import): one UserError before any data or model loads."""
+    module = importlib.import_module(cfg._target_.rpartition(".")[0])
+    own = getattr(module, "check", None)
+    if own is not None:
+        own(cfg)
+
+
 def make(cfg: ModelConfig, env: BackendEnv) -> Backend:
     """The backend a model config names by `_target_` (the one place a config becomes a backend)."""
     from hydra.utils import get_method

@@ -106,5 +106,26 @@ def identity(cfg: TransformersModelConfig) -> dict[str, object]:
     }
 
 
+def _local(path: str) -> bool:
+    """A path that names a folder on this machine, not a hub id (`org/name`)."""
+    return path.startswith(("/", ".", "~")) or path.count("/") > 1
+
+
+def check_weights(name: str, path: str, tokenizer_path: str | None, gguf_file: str | None) -> None:
+    """A local folder or GGUF file that is not there, in one line (a hub id is the hub's to find)."""
+    for key, value in (("path", path), ("tokenizer_path", tokenizer_path)):
+        if value and _local(value) and not Path(value).expanduser().is_dir():
+            raise UserError(
+                f"model '{name}': model.{key}={value}: no such folder (a local model folder or a hub id)"
+            )
+    if gguf_file and Path(path).expanduser().is_dir() and not (Path(path).expanduser() / gguf_file).is_file():
+        raise UserError(f"model '{name}': GGUF file '{gguf_file}' not found in '{path}'")
+
+
+def check(cfg: TransformersModelConfig) -> None:
+    check_weights(cfg.name, cfg.path, cfg.tokenizer_path, cfg.gguf_file)
+
+
 def build(cfg: TransformersModelConfig, env: BackendEnv) -> InProcessBackend:
+    check(cfg)
     return InProcessBackend(cfg, lambda: load(cfg, env.cache_dir), identity(cfg))
