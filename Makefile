@@ -80,6 +80,10 @@ parity: $(STAMP) ## hydra-eval vs lm-eval on the same rows of arc, boolq, winogr
 bench: $(STAMP) ## hydra-eval vs lm-eval / OpenCompass, HellaSwag on every 20th item (venvs: docs/benchmarks.md); ARGS=--tasks piqa ...
 	$(BIN)/python scripts/bench.py --stride hellaswag=20 $(ARGS)
 
+dist: $(STAMP) ## Build the sdist and, from it, the wheel into dist/ (what a cluster image installs)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 check: $(STAMP) ## ruff (lint + format), mypy, yamllint
 	$(BIN)/ruff check hydra_eval hydra_plugins tests scripts
 	$(BIN)/ruff format --check hydra_eval hydra_plugins tests scripts
@@ -93,4 +97,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install vllm llama-server llama-server-up llama-server-down demo ui bench parity test test-quick check format clean
+.PHONY: help install dist vllm llama-server llama-server-up llama-server-down demo ui bench parity test test-quick check format clean

@@ -16,7 +16,9 @@ def _head() -> str:
 
 def test_version_prints_the_package_version_and_the_checkouts_commit(monkeypatch, capsys):
     from hydra_eval import cli
+    from hydra_eval.provenance import git_commit
 
+    git_commit.cache_clear()  # HEAD as it is now
     monkeypatch.setattr(sys, "argv", ["hydra-eval", "--version"])
     cli.main()
     line = capsys.readouterr().out.strip()
@@ -24,6 +26,9 @@ def test_version_prints_the_package_version_and_the_checkouts_commit(monkeypatch
 
 
 def test_every_results_file_records_hydra_evals_version_and_commit(compose_cfg):
+    from hydra_eval.provenance import git_commit
+
+    git_commit.cache_clear()
     results = run(compose_cfg("model=fake", "dataset=piqa", "dataset.limit=4"))
     assert results is not None
     prov = results["provenance"]
