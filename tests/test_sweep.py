@@ -412,3 +412,17 @@ def test_a_sweep_over_a_setting_shows_every_job(tmp_path, sweep, columns, rows):
         }
     page = (folder / "summary" / "report.html").read_text()
     assert all(f'"{name}"' in page for name in [*columns, *rows])
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [(RuntimeError("killed"), True), (UserError("bad input"), False), (ModuleNotFoundError("no module x"), False)],
+)
+def test_a_missing_module_is_not_relaunched(error, again):
+    """An ImportError comes back on every launch (a wheel without a subpackage was retried 3 times per job)."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.hydra_eval_plugins.sweeper import _retryable
+
+    ret = JobReturn(status=JobStatus.FAILED, _return_value=error)
+    assert _retryable(ret) is again

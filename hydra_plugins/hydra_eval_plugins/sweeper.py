@@ -247,9 +247,11 @@ def _ok(ret: JobReturn) -> bool:
 
 
 def _retryable(ret: JobReturn) -> bool:
-    """Crashes, kills and transient errors are worth another launch; bad input (a UserError) gives the same
-    error again."""
+    """Crashes, kills and transient errors are worth another launch; bad input (a UserError) and a module that
+    is not installed (an ImportError) give the same error again."""
     value = failure_of(ret) if ret.status == JobStatus.FAILED else None
+    if isinstance(value, ImportError):
+        return False
     return not isinstance(value, UserError) or bool(getattr(value, "transient", False))
 
 
