@@ -9,7 +9,7 @@ from typing import Any
 
 from hydra_eval.config import plain
 from hydra_eval.records import Message, Sample
-from hydra_eval.schema import DatasetConfig, DatasetMode, GenConfig, PplConfig
+from hydra_eval.schema import VERSION_SECTIONS, VERSIONED, DatasetConfig, GenConfig, PplConfig
 
 
 def render(template: str, sample: Sample) -> str:
@@ -99,45 +99,19 @@ def gen_messages(
     return tuple(messages)
 
 
-# Settings added after the first datasets shipped: left out of the hash while at their defaults, so the
-# versions of those datasets did not change.
-_GEN_DEFAULTS: dict[str, Any] = {
-    "shot_answer": "",
-    "answers_field": None,
-    "chat_template": None,
-    "keep_fields": [],
-    "num_samples": 1,
-    "temperature": 0.8,
-    "pass_at_k": [1],
-    "system_prompt": None,
-    "fewshot_as_multiturn": True,
-    "answer_regex": None,
-    "ignore_case": False,
-    "ignore_punctuation": False,
-    "top_p": 1.0,
-    "top_k": 0,
-    "turns_field": None,
-}
-_NOT_PROMPT = ("length_warn_share",)  # gen settings that change no prompt and no score
-_DEFAULTS = {"choices_field": None, "contexts_field": None, "task": "multiple_choice", "metrics": None}
-
-
 def inference_settings(dataset: DatasetConfig) -> dict[str, Any]:
-    """What decides a dataset's prompts and how they are scored: the input of its version hash."""
-    mode = dataset.mode.value
-    settings: dict[str, Any] = {"mode": mode}
-    section = dataset.ppl if dataset.mode is DatasetMode.ppl else dataset.gen
-    body = plain(section) if section is not None else None
-    if isinstance(body, dict):
-        defaults = _DEFAULTS if dataset.mode is DatasetMode.ppl else {**_DEFAULTS, **_GEN_DEFAULTS}
-        body = {k: v for k, v in body.items() if (k not in defaults or v != defaults[k]) and k not in _NOT_PROMPT}
-    settings[mode] = body
-    if dataset.description:
-        settings["description"] = dataset.description
-    fewshot = dataset.fewshot
-    if fewshot.k or fewshot.suffix:  # newer settings only when set: versions made before them stay the same
-        settings["fewshot"] = {k: v for k, v in plain(fewshot).items() if k not in ("suffix", "drop_to_fit") or v}
-    return settings
+    """What decides a dataset's prompts and how they are scored, the input of its version hash: exactly the
+    fields schema.VERSIONED names, defaults included; a section (fewshot, ppl, gen) field by field."""
+    return _versioned(dataset, DatasetConfig)
+
+
+def _versioned(node: Any, cls: type) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in VERSIONED[cls]:
+        value = getattr(node, name)
+        section = VERSION_SECTIONS.get(name) if cls is DatasetConfig else None
+        out[name] = _versioned(value, section) if section is not None and value is not None else plain(value)
+    return out
 
 
 def version(dataset: DatasetConfig) -> str:

@@ -328,6 +328,77 @@ class DatasetConfig:
     lmeval: LmevalConfig | None = None  # mode=lmeval: lm-eval's tasks
 
 
+# The dataset version (hydra_eval/prompts.py: version; also the prompt part of the predictions cache's key)
+# hashes exactly the fields below, whatever their values, defaults included: what decides a dataset's prompts
+# and how its outputs are scored. Every field of these four classes is in VERSIONED or in UNVERSIONED, and
+# tests/test_versions.py pins the version of every shipped dataset: a new field is a decision, and a version
+# changes only by an edit of this table or of the dataset's YAML.
+VERSIONED: dict[type, tuple[str, ...]] = {
+    DatasetConfig: ("mode", "description", "fewshot", "ppl", "gen"),  # the last three field by field, below
+    FewshotConfig: ("k", "files", "split", "sampler", "seed", "group_by", "delimiter", "suffix", "drop_to_fit"),
+    PplConfig: (
+        "convention",
+        "context",
+        "target_delimiter",
+        "choices",
+        "choices_field",
+        "contexts_field",
+        "task",
+        "metrics",
+    ),
+    GenConfig: (
+        "template",
+        "stop",
+        "max_out_len",
+        "extractor",
+        "option_fields",
+        "shot_answer",
+        "answers_field",
+        "answer_regex",
+        "ignore_case",
+        "ignore_punctuation",
+        "chat_template",
+        "keep_fields",
+        "system_prompt",
+        "fewshot_as_multiturn",
+        "num_samples",
+        "temperature",
+        "top_p",
+        "top_k",
+        "pass_at_k",
+        "turns_field",
+    ),
+}
+UNVERSIONED: dict[type, tuple[str, ...]] = {
+    DatasetConfig: (
+        "name",  # beside the version wherever it is shown; the cache's key names it itself
+        # where the rows come from and which are taken: rows are keyed by their content (cache.row_key)
+        "local_dir",
+        "files",
+        "read_local",
+        "record_to_sample",
+        "path",
+        "fewshot_path",
+        "hf_path",
+        "hf_name",
+        "split",
+        "limit",
+        "stride",
+        "subsets",
+        "labels",  # read by no prompt and no scorer
+        "execution",  # how model-written code is run (sandbox limits), not what is asked or accepted
+        "group_metrics_by",
+        "group_average",  # more breakdowns of the same per-row scores
+        "judge",  # the judge stage has its own version (hydra_eval/judging/prompts.py: version)
+        "lmeval",  # mode=lmeval has its own version (hydra_eval/lmeval.py: version)
+    ),
+    FewshotConfig: (),
+    PplConfig: (),
+    GenConfig: ("length_warn_share",),  # a warning's threshold: changes no prompt and no score
+}
+VERSION_SECTIONS: dict[str, type] = {"fewshot": FewshotConfig, "ppl": PplConfig, "gen": GenConfig}
+
+
 @dataclass
 class ModeConfig:
     name: str = MISSING

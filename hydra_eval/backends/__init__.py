@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hydra_eval.records import (
     Counters,
@@ -23,7 +23,11 @@ from hydra_eval.records import (
 from hydra_eval.schema import Convention, ModelConfig
 
 
+@runtime_checkable
 class Backend(Protocol):
+    """What infer asks of a model. Every backend module's `build` returns a class with each of these methods,
+    named and ordered as here (tests/test_backend_protocol.py)."""
+
     def loglikelihood(
         self, groups: Sequence[Sequence[LoglikelihoodRequest]], convention: Convention
     ) -> list[list[LoglikelihoodResponse]]:
