@@ -307,8 +307,6 @@ def finish_sweep(tracking: TrackingConfig, sweep_dir: Path) -> bool:
     run_id = state.get("parent_run_id")
     if not run_id or state.get("summary_logged"):
         return bool(state.get("summary_logged"))
-    from hydra_eval import summary
-
     try:
         from mlflow.entities import Metric
 
@@ -316,7 +314,7 @@ def finish_sweep(tracking: TrackingConfig, sweep_dir: Path) -> bool:
         now = int(time.time() * 1000)
         metrics = [
             Metric(key(f"{r.model}/{r.dataset}/{m}"), float(v), now, 0)
-            for r in summary.collect(sweep_dir)
+            for r in (records.read(files.results) for files in JobFiles.finished_under(sweep_dir))
             for m, v in r.metrics.items()
             if not m.endswith("_stderr")
         ]
