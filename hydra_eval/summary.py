@@ -27,15 +27,12 @@ def collect(root: Path) -> list[Results]:
     return [records.read(job.results) for job in JobFiles.finished_under(root)]
 
 
-def views_under(root: Path) -> list[JobViews]:
-    """What each finished job's rows showed (the report's disagreement browser)."""
+def views_under(root: Path, results: list[Results]) -> list[JobViews]:
+    """What each finished job's rows showed (the report's disagreement browser), for the jobs `collect` read."""
     from hydra_eval import rowviews
 
-    out = []
-    for job in JobFiles.finished_under(root):
-        r = records.read(job.results)
-        out.append(rowviews.of_job(job, r.model, r.dataset, r.mode))
-    return out
+    jobs = JobFiles.finished_under(root)
+    return [rowviews.of_job(job, r.model, r.dataset, r.mode) for job, r in zip(jobs, results, strict=True)]
 
 
 def cell(value: float, key: tuple[str, str, str, str], comparison: Comparison | None, ci: bool) -> str:
@@ -180,7 +177,7 @@ def write(
             write_json(folder / "comparison.json", comparison.to_json())
         if viz.report:
             if views is None:
-                views = views_under(root) if records is None else []
+                views = views_under(root, results) if records is None else []
             write_text(folder / "report.html", report.render(results, views, comparison, failed or []))
     except DiskFull as e:  # the table is still shown; the results it comes from are whole
         log.warning("summary files not written: %s", e)
