@@ -9,17 +9,19 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from hydra_eval.results import FailedJob
+
 # Failed jobs of the last sweep in this process; the command exits non-zero when there are any.
-FAILED_JOBS: list[dict[str, Any]] = []
+FAILED_JOBS: list[FailedJob] = []
 # Errors of the sweep as a whole (a summary with no results): the command exits non-zero too.
 SWEEP_ERRORS: list[str] = []
 
 
-def failure_report(failed: list[dict[str, Any]]) -> str:
+def failure_report(failed: list[FailedJob]) -> str:
     lines = [f"{len(failed)} job(s) failed:"]
     for f in failed:
-        lines.append(f"  #{f['job']} {f['model']} x {f['dataset']} (shard {f['shard']}): {f['error']}")
-        lines.append(f"      log: {f['log']}")
+        lines.append(f"  #{f.job} {f.model} x {f.dataset} (shard {f.shard}): {f.error}")
+        lines.append(f"      log: {f.log}")
     return "\n".join(lines) + "\n"
 
 
@@ -39,7 +41,8 @@ class SweepSummary(Callback):
         from hydra_eval.plan import FAILED_FILE
 
         root = Path(config.hydra.sweep.dir)
-        failed = read_json(root / FAILED_FILE) if (root / FAILED_FILE).is_file() else []
+        written = read_json(root / FAILED_FILE) if (root / FAILED_FILE).is_file() else []
+        failed = [FailedJob.from_json(f) for f in written]
         FAILED_JOBS[:] = failed
         SWEEP_ERRORS.clear()
         if config.mode.viz:

@@ -1,19 +1,18 @@
 """Model comparison on shared rows: each model's 95% CI, paired tests per dataset, and a macro average.
 
-Input: the jobs' per-row scores (hydra_eval/rowscores.py, from files or from MLflow). Output: a typed
-`Comparison`, its `comparison.json`, and the paired table printed under the summary.
+Input: the jobs' `Results` (hydra_eval/results.py: per-row values and CIs, from files or from MLflow).
+Output: a typed `Comparison`, its `comparison.json`, and the paired table printed under the summary.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra_eval import stats
 from hydra_eval.errors import UserError
-from hydra_eval.rowscores import JobRows
+from hydra_eval.results import Results
 
 MACRO = "macro average"
 PAIRED_HEADER = ["dataset", "metric", "A", "B", "rows", "A score", "B score", "B - A", "95% CI", "p", "test"]
@@ -99,17 +98,7 @@ def _model_pairs(models: list[str], baseline: str | None) -> list[tuple[str, str
     return list(itertools.combinations(models, 2))
 
 
-def _interval(job: JobRows, metric: str) -> stats.Interval | None:
-    rows = job.scores.get(metric)
-    if rows:
-        return stats.interval(list(rows.values()))
-    err = job.metrics.get(f"{metric}_stderr")
-    if err is None or math.isnan(err):
-        return None
-    return stats.Interval(job.metrics[metric], stats.Z95 * err)
-
-
-def _ratio_pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None:
+def _ratio_pair(a: Results, b: Results, metric: str, seed: int) -> stats.Paired | None:
     """A judge metric: with the same weight on every row of both (every verdict parsed, no strong verdict
     weighted), the per-row means and their usual test (McNemar for judged accuracy); else the ratio's own."""
     ra, rb = a.ratios.get(metric), b.ratios.get(metric)
@@ -125,13 +114,13 @@ def _ratio_pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired 
     return stats.paired_ratio(xa, xb, seed=seed)
 
 
-def _without_verdicts(a: JobRows, b: JobRows) -> str | None:
+def _without_verdicts(a: Results, b: Results) -> str | None:
     """Why two judged jobs get no test of the judge's metric (a failure of the judge, not of the models)."""
     metric = a.judge_metric
     if metric is None or metric != b.judge_metric or (metric in a.ratios and metric in b.ratios):
         return None
     why = [
-        f"no judge verdict parsed for {j.model} (all {j.metrics.get('judge_calls', 0):.0f} judge calls failed)"
+        f"no judge verdict parsed for {j.model} (all {j.diagnostics.get('judge_calls', 0):.0f} judge calls failed)"
         if j.rates.get("judge_parse_failures") == 100.0
         else f"{j.model}'s judgments do not give its {metric}"
         for j in (a, b)
@@ -140,7 +129,7 @@ def _without_verdicts(a: JobRows, b: JobRows) -> str | None:
     return f"{metric}: {'; '.join(why)}: not compared"
 
 
-def _pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None:
+def _pair(a: Results, b: Results, metric: str, seed: int) -> stats.Paired | None:
     if metric in a.ratios or metric in b.ratios:
         return _ratio_pair(a, b, metric, seed)
     ra, rb = a.scores.get(metric), b.scores.get(metric)
@@ -152,7 +141,7 @@ def _pair(a: JobRows, b: JobRows, metric: str, seed: int) -> stats.Paired | None
     return stats.paired([ra[i] for i in shared], [rb[i] for i in shared], seed=seed)
 
 
-def _versions(dataset: str, ma: str, mine: dict[str, JobRows], mb: str, theirs: dict[str, JobRows]) -> list[str]:
+def _versions(dataset: str, ma: str, mine: dict[str, Results], mb: str, theirs: dict[str, Results]) -> list[str]:
     """Why two models' jobs on a dataset are not compared, version by version: one has no result there, or
     their versions (prompts, scoring) differ."""
     if not mine or not theirs:
@@ -170,11 +159,11 @@ def _versions(dataset: str, ma: str, mine: dict[str, JobRows], mb: str, theirs: 
     ]
 
 
-def _repeated(job: JobRows) -> str:
-    return f"{job.repeated} of {len(job.views) + job.repeated} rows repeat an earlier row's id"
+def _repeated(job: Results) -> str:
+    return f"{job.repeated} of {len(job.ids)} rows repeat an earlier row's id"
 
 
-def _unpaired(a: JobRows, b: JobRows) -> str:
+def _unpaired(a: Results, b: Results) -> str:
     """Why two jobs of the same rows gave no paired test: a model whose metrics are no means over rows (pass@1
     of several samples, perplexity, instruction-level accuracy)."""
     lacking = [j for j in (a, b) if not j.scores and not j.ratios]
@@ -184,25 +173,17 @@ def _unpaired(a: JobRows, b: JobRows) -> str:
     return f"no per-row scores of {' or '.join(names)}"
 
 
-def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.SEED) -> Comparison:
+def compare(jobs: list[Results], baseline: str | None = None, seed: int = stats.SEED) -> Comparison:
     models = sorted({j.model for j in jobs})
     if baseline is not None and baseline not in models:
         raise UserError(f"viz.baseline={baseline} is not one of the models compared: {', '.join(models)}")
-    by: dict[tuple[str, str], dict[str, JobRows]] = {}  # (dataset, model) -> version -> job
+    by: dict[tuple[str, str], dict[str, Results]] = {}  # (dataset, model) -> version -> job
     for j in jobs:
         by.setdefault((j.dataset, j.model), {})[j.version] = j
-    intervals = {
-        (j.dataset, j.version, m, j.model): ci
-        for j in jobs
-        for m in j.metrics
-        if not m.endswith("_stderr")
-        and (ci := _interval(j, m)) is not None
-        and math.isfinite(ci.value)
-        and math.isfinite(ci.half)
-    }
+    intervals = {(j.dataset, j.version, m, j.model): ci for j in jobs for m, ci in j.ci.items()}
     pairs: list[Pair] = []
     refused: list[str] = []
-    primary: dict[tuple[str, str, str], tuple[JobRows, JobRows, str]] = {}
+    primary: dict[tuple[str, str, str], tuple[Results, Results, str]] = {}
     for dataset in sorted({j.dataset for j in jobs}):
         for ma, mb in _model_pairs(models, baseline):
             mine, theirs = by.get((dataset, ma), {}), by.get((dataset, mb), {})
@@ -213,11 +194,11 @@ def compare(jobs: list[JobRows], baseline: str | None = None, seed: int = stats.
                 if repeats:
                     refused.append(f"{dataset} {version}: {ma} and {mb}: {'; '.join(repeats)}: not compared")
                     continue
-                if set(ja.views) != set(jb.views):  # other limits, strides or shards of the same data
-                    shared = len(set(ja.views) & set(jb.views))
+                if set(ja.ids) != set(jb.ids):  # other limits, strides or shards of the same data
+                    shared = len(set(ja.ids) & set(jb.ids))
                     refused.append(
-                        f"{dataset} {version}: {ma} and {mb} scored different rows ({len(ja.views)} and "
-                        f"{len(jb.views)} rows, {shared} shared): not compared"
+                        f"{dataset} {version}: {ma} and {mb} scored different rows ({len(set(ja.ids))} and "
+                        f"{len(set(jb.ids))} rows, {shared} shared): not compared"
                     )
                     continue
                 if ja.data_fingerprint != jb.data_fingerprint:

@@ -23,6 +23,7 @@ from hydra_eval.records import (
     Verdict,
     prediction_from_json,
 )
+from hydra_eval.results import Results, build
 from hydra_eval.schema import Config, DatasetConfig, JudgeMode
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,7 @@ def judge_usage(judgments: Sequence[Judgment]) -> dict[str, float]:
     return out
 
 
-def _judged_eval(
-    cfg: Config, files: JobFiles, meta: InferMeta, rows: list[Prediction], t0: float
-) -> dict[str, Any]:
+def _judged_eval(cfg: Config, files: JobFiles, meta: InferMeta, rows: list[Prediction], t0: float) -> Results:
     """A dataset scored by a judge model: the judgments give the score, its CI and the parse failures."""
     from hydra_eval.judging import scores
     from hydra_eval.judging.stage import read_judgments
@@ -110,9 +109,10 @@ def _judged_eval(
     if unknown:
         raise UserError(f"{files.judgments} judges rows that {files.predictions} does not have: rerun mode=judge")
     metrics = scores.compute(dataset.judge, ids, judgments)
+    diagnostics = {k: metrics.pop(k) for k in scores.DIAGNOSTICS}
     if dataset.group_metrics_by:
         metrics.update(scores.grouped(dataset.judge, {r.id: str(r.group) for r in rows}, judgments))
-    metrics.update(judge_usage(judgments))
+    diagnostics.update(judge_usage(judgments))
     by_row: dict[str, list[dict[str, Any]]] = {}
     for j in judgments:
         by_row.setdefault(j.id, []).append({k: v for k, v in j.to_json().items() if k != "schema_version"})
@@ -130,26 +130,35 @@ def _judged_eval(
     generated = [r for r in rows if isinstance(r, GenPrediction)]
     stats = genstats.summary(generated) if generated else None
     if stats is not None:
-        metrics["length_capped"] = stats["length_capped"]
+        diagnostics["length_capped"] = stats["length_capped"]
         warn_truncation(cfg, stats)
-    metrics.update(inputstats.check(dataset.name, rows))  # prompts cut to fit model.max_seq_len, if any
-    convention = f"judge:{judge_meta['judge']}:{judge_meta['verdict_format']}:{judge_meta['prompt_version']}"
-    results = meta.results(convention, metrics, time.perf_counter() - t0, usage.summary(rows), stats)
-    results["judge"] = judge_meta
-    results["provenance"]["judge"] = {"name": judge_meta["judge"], "identity": judge_meta.get("judge_identity")}
-    write_json(files.results, results)
+    diagnostics.update(inputstats.check(dataset.name, rows))  # prompts cut to fit model.max_seq_len, if any
+    results = build(
+        meta,
+        judge_meta.convention,
+        metrics,
+        ids=ids,
+        eval_s=time.perf_counter() - t0,
+        diagnostics=diagnostics,
+        per_row=scores.per_row(dataset.judge, ids, judgments),
+        usage=usage.summary(rows),
+        generation=stats,
+        judge=judge_meta,
+        provenance_extra={"judge": {"name": judge_meta.judge, "identity": judge_meta.identity}},
+    )
+    write_json(files.results, results.to_json())
     log.info(
         "eval: %s on %s judged by %s: %s -> %s",
         meta.model,
         meta.dataset,
-        judge_meta["judge"],
+        judge_meta.judge,
         {k: round(v, 2) for k, v in metrics.items() if "/" not in k},
         files.results,
     )
     return results
 
 
-def run_eval(cfg: Config, files: JobFiles) -> dict[str, Any]:
+def run_eval(cfg: Config, files: JobFiles) -> Results:
     t0 = time.perf_counter()
     dataset = cfg.dataset
     meta, rows = read_predictions(files, dataset)
@@ -169,17 +178,31 @@ def run_eval(cfg: Config, files: JobFiles) -> dict[str, Any]:
         metrics.update(grouped_metrics(dataset, judge, rows, verdicts))
     generated = [r for r in rows if isinstance(r, GenPrediction)]
     stats = genstats.summary(generated) if generated else None
+    diagnostics: dict[str, float] = {}
     if stats is not None:
-        metrics["length_capped"] = stats["length_capped"]  # in the table and MLflow beside the scores
+        diagnostics["length_capped"] = stats["length_capped"]  # beside the scores: answers may be cut short
         warn_truncation(cfg, stats)
-    metrics.update(inputstats.check(dataset.name, rows, verdicts))  # inputs cut, candidates tied, if any
-    results = meta.results(task.convention, metrics, time.perf_counter() - t0, usage.summary(rows), stats)
-    write_json(files.results, results)
+    if verdicts and all(v.extracted for v in verdicts):  # answers read from generations: how many had none
+        diagnostics["no_answer"] = 100.0 * sum(v.answer is None for v in verdicts) / len(verdicts)
+    diagnostics.update(inputstats.check(dataset.name, rows, verdicts))  # inputs cut, candidates tied, if any
+    ids = [r.id for r in rows]
+    results = build(
+        meta,
+        task.convention,
+        metrics,
+        ids=ids,
+        eval_s=time.perf_counter() - t0,
+        diagnostics=diagnostics,
+        per_row=tasks.per_row(dataset, judge, ids, verdicts),
+        usage=usage.summary(rows),
+        generation=stats,
+    )
+    write_json(files.results, results.to_json())
     log.info(
         "eval: %s on %s: %s -> %s",
         meta.model,
         meta.dataset,
-        {k: round(v, 2) for k, v in results["metrics"].items()},
+        {k: round(v, 2) for k, v in results.metrics.items()},
         files.results,
     )
     return results

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 from collections import defaultdict
@@ -316,11 +317,11 @@ def _doc_row(name: str, doc_id: int, task: Any, doc: Any, insts: list[Any]) -> d
     }
 
 
-def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
+def flat_metrics(scored: dict[str, Any]) -> dict[str, float]:
     """lm-eval's results as hydra-eval metrics: '<task or group>/<metric>' (the filter after a comma unless it
     is lm-eval's 'none'), x100 for what lm-eval reports in [0, 1] (acc, exact_match, ...), stderr left out."""
     out: dict[str, float] = {}
-    for name, values in results["results"].items():
+    for name, values in scored["results"].items():
         for key, value in values.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or "_stderr" in key:
                 continue
@@ -328,6 +329,42 @@ def flat_metrics(results: dict[str, Any]) -> dict[str, float]:
                 continue
             metric, _, filt = key.partition(",")
             label = metric if filt in ("", "none") else f"{metric},{filt}"
-            scale = 1.0 if "perplexity" in metric or metric in ("bits_per_byte", "byte_perplexity") else 100.0
-            out[f"{name}/{label}"] = scale * float(value)
+            out[f"{name}/{label}"] = scale_of(metric) * float(value)
     return out
+
+
+def scale_of(metric: str) -> float:
+    """x100 for what lm-eval reports in [0, 1] (acc, exact_match, ...); perplexities as they are."""
+    return 1.0 if "perplexity" in metric or metric in ("bits_per_byte", "byte_perplexity") else 100.0
+
+
+def doc_id(doc: dict[str, Any]) -> str:
+    """A scored document's row id: '<task>:<doc_id>'."""
+    return f"{doc['task']}:{doc['doc_id']}"
+
+
+def per_row(metrics: dict[str, float], docs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each document's value behind every '<task>/<metric>' that lm-eval aggregates as a plain mean over the
+    task's documents (in the metric's unit); group metrics, perplexity, bleu and the like have none."""
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_task.setdefault(str(d["task"]), []).append(d)
+    out: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        task, _, label = name.rpartition("/")
+        mine = by_task.get(task, [])
+        values = [d["metrics"].get(label) for d in mine]
+        if not mine or not all(isinstance(v, int | float) for v in values):  # bools too (IFEval's prompt-level)
+            continue
+        scaled = [scale_of(label.partition(",")[0]) * float(v) for v in values]
+        if _plain_mean(scaled, value):
+            out[name] = {doc_id(d): v for d, v in zip(mine, scaled, strict=True)}
+    return out
+
+
+def _plain_mean(values: list[float], reported: float) -> bool:
+    """Whether `reported` is the plain mean of these finite per-document values (lm-eval's aggregation was a
+    mean, not a corpus-level score)."""
+    if not values or not all(math.isfinite(v) for v in values) or not math.isfinite(reported):
+        return False
+    return abs(sum(values) / len(values) - reported) <= 1e-6 * max(1.0, abs(reported))

@@ -20,12 +20,13 @@ from hydra_eval.backends import BackendEnv, make
 from hydra_eval.errors import UserError
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, write_json, write_jsonl
 from hydra_eval.records import InferMeta
+from hydra_eval.results import Results, build
 from hydra_eval.schema import Config
 
 log = logging.getLogger(__name__)
 
 
-def run_lmeval(cfg: Config, files: JobFiles) -> dict[str, Any]:
+def run_lmeval(cfg: Config, files: JobFiles) -> Results | None:
     """Infer (unless the predictions are already in the folder and mode.infer is off) and score."""
     settings = cfg.dataset.lmeval
     assert settings is not None  # validate.check
@@ -51,18 +52,27 @@ def run_lmeval(cfg: Config, files: JobFiles) -> dict[str, Any]:
                 f"{files.predictions} was made for lm-eval version {meta.version}, now {version}: rerun"
             )
     if not cfg.mode.eval:
-        return {}
+        return None
     t0 = time.perf_counter()
     scored, docs = lmeval.score(built, answered)
     write_jsonl(files.judged, docs)  # one row per document: the per-example table (lm-eval's samples)
     metrics = lmeval.flat_metrics(scored)
-    results = meta.results("lmeval", metrics, time.perf_counter() - t0, None)
-    results["lmeval"] = {
+    about: dict[str, Any] = {
         k: scored[k] for k in ("versions", "n-shot", "n-samples", "higher_is_better") if k in scored
     }
-    results["lmeval"]["groups"] = sorted(scored.get("groups", {}))
-    results["provenance"]["lm_eval"] = lmeval.installed_version()
-    write_json(files.results, results)
+    about["groups"] = sorted(scored.get("groups", {}))
+    ids = [lmeval.doc_id(d) for d in docs]
+    results = build(
+        meta,
+        "lmeval",
+        metrics,
+        ids=ids,
+        eval_s=time.perf_counter() - t0,
+        per_row=lmeval.per_row(metrics, docs) if len(set(ids)) == len(ids) else {},
+        lmeval=about,
+        provenance_extra={"lm_eval": lmeval.installed_version()},
+    )
+    write_json(files.results, results.to_json())
     log.info(
         "eval: %s on lm-eval %s: %s -> %s",
         cfg.model.name,

@@ -50,6 +50,10 @@ class AccuracyOf:
     def __call__(self, verdicts: Sequence[Verdict]) -> dict[str, float]:
         return accuracy_metrics(self.name, [bool(getattr(v, self.attribute)) for v in verdicts])
 
+    def rows(self, verdicts: Sequence[Verdict]) -> list[float]:
+        """Each verdict's value in the metric's unit (0 or 100): the metric is their mean."""
+        return [100.0 * bool(getattr(v, self.attribute)) for v in verdicts]
+
 
 @dataclass(frozen=True)
 class PerItem:
@@ -90,4 +94,15 @@ def compute(names: Sequence[Metric], verdicts: Sequence[Verdict]) -> dict[str, f
     out: dict[str, float] = {}
     for name in names:
         out.update(METRICS[name](verdicts))
+    return out
+
+
+def per_row(names: Sequence[Metric], verdicts: Sequence[Verdict]) -> dict[str, list[float]]:
+    """The per-verdict values of each metric that is a mean over rows (accuracy-like ones), in the order of
+    `verdicts`; means over other units (instructions) and perplexity have none."""
+    out: dict[str, list[float]] = {}
+    for name in names:
+        metric = METRICS[name]
+        if isinstance(metric, AccuracyOf):
+            out[metric.name] = metric.rows(verdicts)
     return out

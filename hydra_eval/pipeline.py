@@ -16,13 +16,14 @@ from hydra_eval.evaluate import run_eval
 from hydra_eval.infer import run_infer
 from hydra_eval.jobinfo import job_context
 from hydra_eval.outputs import JobFiles, write_json, write_text
+from hydra_eval.results import Results
 from hydra_eval.schema import Config, DatasetMode, JudgeMode, VizSource
 
 log = logging.getLogger(__name__)
 
 
-def run(composed: DictConfig | Config, print_summary: bool = True) -> dict[str, Any] | None:
-    """Run one job into cfg.output_dir; returns the results dict when the eval stage ran."""
+def run(composed: DictConfig | Config, print_summary: bool = True) -> Results | None:
+    """Run one job into cfg.output_dir; returns its Results when the eval stage ran."""
     validate.check(composed)  # before anything is resolved: the first unusable value, in one line
     cfg = typed(composed)
     if cfg.mode.sync:
@@ -54,7 +55,7 @@ def run(composed: DictConfig | Config, print_summary: bool = True) -> dict[str, 
         return _stages(cfg, root, print_summary)
 
 
-def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | None:
+def _stages(cfg: Config, root: Path, print_summary: bool) -> Results | None:
     import yaml
 
     files = JobFiles(root=root, model=cfg.model.name, dataset=cfg.dataset.name)
@@ -73,7 +74,7 @@ def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | No
         from hydra_eval.lmeval_job import run_lmeval
 
         results = run_lmeval(cfg, files) if cfg.mode.infer or cfg.mode.eval else None
-        return _finish(cfg, root, files, context, results or None, print_summary)
+        return _finish(cfg, root, files, context, results, print_summary)
     if cfg.mode.infer:
         run_infer(cfg, files)
     if cfg.mode.judge and cfg.dataset.judge.mode is not JudgeMode.none:
@@ -86,8 +87,8 @@ def _stages(cfg: Config, root: Path, print_summary: bool) -> dict[str, Any] | No
 
 
 def _finish(
-    cfg: Config, root: Path, files: JobFiles, context: dict[str, Any], results: dict[str, Any] | None, show: bool
-) -> dict[str, Any] | None:
+    cfg: Config, root: Path, files: JobFiles, context: dict[str, Any], results: Results | None, show: bool
+) -> Results | None:
     """MLflow mirrors a scored job's files; the summary table is printed."""
     if cfg.mode.eval and results is not None and cfg.tracking.enabled:  # files are complete: MLflow mirrors them
         from hydra_eval import tracking
@@ -116,15 +117,13 @@ def _summary(cfg: Config, root: Path) -> str:
 
         v = cfg.viz
         try:
-            records = tracking.leaderboard(cfg.tracking, list(v.models), list(v.datasets), list(v.versions))
-            jobs = tracking.past_jobs(cfg.tracking, records)
+            found = tracking.leaderboard(cfg.tracking, list(v.models), list(v.datasets), list(v.versions))
         except Exception as e:  # unreachable server, bad URI: one line, not a traceback
             first = (str(e).splitlines() or [""])[0][:300]
             raise UserError(f"cannot read MLflow at {cfg.tracking.uri}: {type(e).__name__}: {first}") from None
-        # the results files' own metric names (MLflow keys turn `pass@1` into `pass_1`), as in the files' table
-        exact = {(j.model, j.dataset, j.version): j.metrics for j in jobs}
-        records = [
-            {**r, "metrics": exact.get((r["model"], r["dataset"], r["version"]), r["metrics"])} for r in records
-        ]
-        return summary.write(root, records=records, jobs=jobs, viz=cfg.viz)
+        from hydra_eval import rowviews
+
+        records = [r for r, _ in found]
+        views = [rowviews.JobViews(r.model, r.dataset, rowviews.views(r.mode, rows)) for r, rows in found]
+        return summary.write(root, records=records, views=views, viz=cfg.viz)
     return summary.write(root, viz=cfg.viz)

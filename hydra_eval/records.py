@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra_eval.errors import UserError
-from hydra_eval.provenance import provenance
 
 SCHEMA_VERSION = 2  # 1: the files before versions (no schema_version field)
 
@@ -490,28 +489,3 @@ class InferMeta:
             head_positions=int(d["throughput"]["head_positions"]),
             row_keys=tuple(d.get("row_keys", ())),
         )
-
-    def results(
-        self,
-        convention: str,
-        metrics: Mapping[str, float],
-        eval_s: float,
-        usage: Mapping[str, float] | None,
-        generation: Mapping[str, Any] | None = None,
-    ) -> Json:
-        """results/<model>/<dataset>.json: the summary table, MLflow and comparisons read this."""
-        meta = self.to_json()
-        out: Json = {
-            "schema_version": SCHEMA_VERSION,
-            **{k: meta[k] for k in ("model", "dataset", "version", "mode", "n", "data_source", "fingerprints")},
-            "convention": convention,
-            "metrics": dict(metrics),
-            "timings": {**meta["timings"], "eval_s": eval_s},
-            "throughput": meta["throughput"],
-        }
-        out["provenance"] = provenance()
-        if usage is not None:  # served models: tokens and latency of their requests
-            out["usage"] = dict(usage)
-        if generation is not None:  # gen datasets: how generations ended (genstats.summary)
-            out["generation"] = dict(generation)
-        return out

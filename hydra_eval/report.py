@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from hydra_eval.compare import Comparison, paired_rows
-from hydra_eval.rowscores import JobRows
+from hydra_eval.results import FailedJob, Results
+from hydra_eval.rowviews import JobViews
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hydra-eval report</title>
@@ -130,33 +132,31 @@ browse();
 """
 
 
-def _first_metric(metrics: dict[str, Any]) -> str | None:
+def _first_metric(metrics: Mapping[str, Any]) -> str | None:
     return next((m for m in metrics if not m.endswith("_stderr") and "/" not in m), next(iter(metrics), None))
 
 
 def data(
-    results: list[dict[str, Any]], jobs: list[JobRows], comparison: Comparison | None, failed: list[dict[str, Any]]
+    results: list[Results], jobs: list[JobViews], comparison: Comparison | None, failed: list[FailedJob]
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON."""
-    models = sorted({r["model"] for r in results} | {f["model"] for f in failed})
+    models = sorted({r.model for r in results} | {f.model for f in failed})
     heat: dict[tuple[str, str], dict[str, Any]] = {}
     bars: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in sorted(results, key=lambda r: (r["dataset"], r["model"])):
-        metric = _first_metric(r["metrics"])
+    for r in sorted(results, key=lambda r: (r.dataset, r.model)):
+        metric = _first_metric(r.metrics)
         if metric is None:
             continue
-        name = r["dataset"]
-        h = heat.setdefault((r["dataset"], r["version"]), {"dataset": name, "metric": metric, "values": {}})
-        h["values"][r["model"]] = r["metrics"].get(h["metric"], float("nan"))
-        ci = (
-            comparison.intervals.get((r["dataset"], r["version"], h["metric"], r["model"])) if comparison else None
-        )
+        name = r.dataset
+        h = heat.setdefault((r.dataset, r.version), {"dataset": name, "metric": metric, "values": {}})
+        h["values"][r.model] = r.metrics.get(h["metric"], float("nan"))
+        ci = comparison.intervals.get((r.dataset, r.version, h["metric"], r.model)) if comparison else None
         half = None if ci is None or ci.half != ci.half else ci.half
-        value = float(h["values"][r["model"]])
-        b = bars.setdefault((r["dataset"], r["version"]), {"dataset": name, "metric": h["metric"], "models": []})
+        value = float(h["values"][r.model])
+        b = bars.setdefault((r.dataset, r.version), {"dataset": name, "metric": h["metric"], "models": []})
         b["models"].append(
             {
-                "model": r["model"],
+                "model": r.model,
                 "value": value,
                 "low": None if half is None else value - half,
                 "high": None if half is None else value + half,
@@ -181,16 +181,16 @@ def data(
             )
     return {
         "models": models,
-        "datasets": sorted({r["dataset"] for r in results}),
+        "datasets": sorted({r.dataset for r in results}),
         "baseline": comparison.baseline if comparison else None,
         "seed": comparison.seed if comparison else None,
         "heat": list(heat.values()),
         "bars": list(bars.values()),
         "paired": paired_rows(comparison) if comparison else [],
         "rates": [
-            {"model": j.model, "dataset": j.dataset, "rate": k, "value": v}
-            for j in jobs
-            for k, v in j.rates.items()
+            {"model": r.model, "dataset": r.dataset, "rate": k, "value": v}
+            for r in results
+            for k, v in r.rates.items()
         ],
         "rows": rows,
     }
@@ -214,6 +214,6 @@ def html_page(payload: dict[str, Any]) -> str:
 
 
 def render(
-    results: list[dict[str, Any]], jobs: list[JobRows], comparison: Comparison | None, failed: list[dict[str, Any]]
+    results: list[Results], jobs: list[JobViews], comparison: Comparison | None, failed: list[FailedJob]
 ) -> str:
     return html_page(data(results, jobs, comparison, failed))

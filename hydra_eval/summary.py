@@ -8,12 +8,13 @@ import logging
 import time
 import unicodedata
 from pathlib import Path
-from typing import Any
 
+from hydra_eval import results as records
 from hydra_eval.compare import Comparison
 from hydra_eval.errors import UserError
-from hydra_eval.outputs import DiskFull, JobFiles, read_json, summary_dir, write_json, write_text
-from hydra_eval.rowscores import JobRows
+from hydra_eval.outputs import DiskFull, JobFiles, summary_dir, write_json, write_text
+from hydra_eval.results import FailedJob, Results
+from hydra_eval.rowviews import JobViews
 from hydra_eval.schema import VizConfig
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,17 @@ log = logging.getLogger(__name__)
 HEADER = ["dataset", "version", "metric", "mode"]
 
 
-def collect(root: Path) -> list[dict[str, Any]]:
+def collect(root: Path) -> list[Results]:
     """Every results/<model>/<dataset>.json below root (a job folder or a whole sweep)."""
-    return [read_json(job.results) for job in JobFiles.finished_under(root)]
+    return [records.read(job.results) for job in JobFiles.finished_under(root)]
+
+
+def views_under(root: Path, results: list[Results]) -> list[JobViews]:
+    """What each finished job's rows showed (the report's disagreement browser), for the jobs `collect` read."""
+    from hydra_eval import rowviews
+
+    jobs = JobFiles.finished_under(root)
+    return [rowviews.of_job(job, r.model, r.dataset, r.mode) for job, r in zip(jobs, results, strict=True)]
 
 
 def cell(value: float, key: tuple[str, str, str, str], comparison: Comparison | None, ci: bool) -> str:
@@ -38,9 +47,9 @@ def cell(value: float, key: tuple[str, str, str, str], comparison: Comparison | 
 
 
 def table(
-    results: list[dict[str, Any]],
+    results: list[Results],
     models: list[str] | None = None,
-    failed: list[dict[str, Any]] | None = None,
+    failed: list[FailedJob] | None = None,
     comparison: Comparison | None = None,
     ci: bool = True,
 ) -> list[list[str]]:
@@ -49,18 +58,18 @@ def table(
     comparison, each value carries its 95% CI (unless ci=False) and a ` *` where it differs significantly
     (p < 0.05, paired test) from the baseline model's."""
     failed = failed or []
-    models = models or sorted({r["model"] for r in results} | {f["model"] for f in failed})
+    models = models or sorted({r.model for r in results} | {f.model for f in failed})
     cells: dict[tuple[str, str, str, str], dict[str, str]] = {}
-    scored = {r["dataset"] for r in results}
+    scored = {r.dataset for r in results}
     for f in failed:
-        if f["dataset"] not in scored:
-            cells.setdefault((f["dataset"], "-", "-", "-"), {})
+        if f.dataset not in scored:
+            cells.setdefault((f.dataset, "-", "-", "-"), {})
     for r in results:
-        for metric, value in r["metrics"].items():
+        for metric, value in r.metrics.items():
             if metric.endswith("_stderr"):
                 continue
-            key = (r["dataset"], r["version"], metric, r["model"])
-            cells.setdefault((r["dataset"], r["version"], metric, r["mode"]), {})[r["model"]] = cell(
+            key = (r.dataset, r.version, metric, r.model)
+            cells.setdefault((r.dataset, r.version, metric, r.mode), {})[r.model] = cell(
                 value, key, comparison, ci
             )
     rows = [HEADER + models]
@@ -102,6 +111,17 @@ def to_csv(rows: list[list[str]]) -> str:
     return buf.getvalue()
 
 
+def diagnostics_note(results: list[Results]) -> str:
+    """The diagnostics beside the scores, one line per job that has some (judge calls and tokens, parse
+    failures, generations cut at the length cap, inputs cut to fit, tied candidates, answers not found)."""
+    lines = [
+        f"diagnostics: {r.model} on {r.dataset}: " + ", ".join(f"{k} {v:g}" for k, v in r.diagnostics.items())
+        for r in sorted(results, key=lambda r: (r.dataset, r.version, r.model))
+        if r.diagnostics
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
 def paired_note(comparison: Comparison) -> str:
     return (
         f"paired on the rows both models scored: B - A with its 95% bootstrap CI (seed {comparison.seed}), p from "
@@ -113,15 +133,15 @@ def paired_note(comparison: Comparison) -> str:
 def write(
     root: Path,
     models: list[str] | None = None,
-    records: list[dict[str, Any]] | None = None,
-    failed: list[dict[str, Any]] | None = None,
-    jobs: list[JobRows] | None = None,
+    records: list[Results] | None = None,
+    failed: list[FailedJob] | None = None,
+    views: list[JobViews] | None = None,
     viz: VizConfig | None = None,
 ) -> str:
-    """Build the table for everything under root (or for the given records and their per-row scores), with
-    each model's 95% CI and the paired comparison below it; write root/summary/summary_<time>.{txt,md,csv},
-    paired_<time>.{md,csv}, comparison.json and report.html; return the text."""
-    from hydra_eval import compare, report, rowscores
+    """Build the table for everything under root (or for the given records), with each model's 95% CI and
+    the paired comparison below it; write root/summary/summary_<time>.{txt,md,csv}, paired_<time>.{md,csv},
+    comparison.json and report.html; return the text."""
+    from hydra_eval import compare, report
 
     viz = viz or VizConfig()
     results = collect(root) if records is None else records
@@ -130,13 +150,10 @@ def write(
         raise UserError(f"no results in {where}: nothing to show; run mode=eval (or mode=all) first")
     comparison = None
     try:
-        if jobs is None:
-            jobs = rowscores.under(root) if records is None else []
-        comparison = compare.compare(jobs, viz.baseline, viz.seed) if jobs else None
+        comparison = compare.compare(results, viz.baseline, viz.seed) if results else None
     except Exception as e:  # a bad row or a baseline whose jobs all failed: the table is still shown
         first = (str(e).splitlines() or [""])[0][:300]
         log.warning("no model comparison (table without CIs): %s: %s", type(e).__name__, first)
-        jobs = []
     rows = table(results, models, failed, comparison, viz.ci)
     paired = compare.paired_rows(comparison) if comparison is not None else []
     stamp = time.strftime("%Y%m%d_%H%M%S")
@@ -146,6 +163,9 @@ def write(
         text += "\n" + paired_note(comparison) + to_text(paired)  # type: ignore[arg-type]
     if comparison is not None and comparison.refused:
         text += "\n" + "\n".join(f"not compared: {r}" for r in comparison.refused) + "\n"
+    diagnostics = diagnostics_note(results)
+    if diagnostics:  # beside the scores, never among them
+        text += "\n" + diagnostics
     try:
         write_text(folder / f"summary_{stamp}.txt", text)
         write_text(folder / f"summary_{stamp}.md", to_markdown(rows))
@@ -156,7 +176,9 @@ def write(
         if comparison is not None:
             write_json(folder / "comparison.json", comparison.to_json())
         if viz.report:
-            write_text(folder / "report.html", report.render(results, jobs, comparison, failed or []))
+            if views is None:
+                views = views_under(root, results) if records is None else []
+            write_text(folder / "report.html", report.render(results, views, comparison, failed or []))
     except DiskFull as e:  # the table is still shown; the results it comes from are whole
         log.warning("summary files not written: %s", e)
     except Exception as e:  # the report is a view: the table and its files stand without it

@@ -292,3 +292,16 @@ def score(dataset: DatasetConfig, judge: judges.Judge, verdicts: Sequence[Verdic
     if gen is not None and gen.num_samples > 1:
         return sampling.metrics(verdicts, gen.num_samples, gen.pass_at_k)
     return metrics.compute(metric_names(dataset, judge), verdicts)
+
+
+def per_row(
+    dataset: DatasetConfig, judge: judges.Judge, ids: Sequence[str], verdicts: Sequence[Verdict]
+) -> dict[str, dict[str, float]]:
+    """Each row's value behind every metric of `score` that is a plain mean over rows (row id -> value); none
+    with num_samples > 1 (pass@k and avg@k are means of per-row estimates, kept out of paired tests) or when
+    ids repeat (pairing by id would test fewer rows than were scored)."""
+    gen = dataset.gen if dataset.mode is DatasetMode.gen else None
+    if (gen is not None and gen.num_samples > 1) or len(set(ids)) != len(ids):
+        return {}
+    values = metrics.per_row(metric_names(dataset, judge), verdicts)
+    return {name: dict(zip(ids, rows, strict=True)) for name, rows in values.items()}

@@ -20,8 +20,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hydra_eval import rowscores
+from hydra_eval import results as records
 from hydra_eval.outputs import JobFiles, read_json, read_jsonl, summary_dir, write_json
+from hydra_eval.results import Results
 from hydra_eval.schema import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -127,51 +128,40 @@ def _predictions_table(rows: list[dict[str, Any]]) -> Any:
     return pd.DataFrame(flat)
 
 
-def _dataset_input(results: dict[str, Any], table: Any) -> Any:
+def _dataset_input(results: Results, table: Any) -> Any:
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.exceptions import MlflowException
 
-    digest = hashlib.sha256(json.dumps(results["fingerprints"]["data"], sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(results.fingerprints["data"], sort_keys=True).encode()).hexdigest()
     wanted = ("id", "gold", "prompt", "prompts", "context", "task", "doc_id", "args")  # lm-eval rows: task, doc_id
     columns = [c for c in wanted if c in table.columns]
     targets = "gold" if "gold" in columns else None
     try:
         dataset = from_pandas(
             table[columns],
-            source=results["data_source"],
-            name=results["dataset"],
+            source=results.data_source,
+            name=results.dataset,
             targets=targets,
             digest=digest[:16],
         )
     except MlflowException:  # a source MLflow cannot resolve (lm-eval's tasks): the job's code is the source
-        dataset = from_pandas(table[columns], name=results["dataset"], targets=targets, digest=digest[:16])
+        dataset = from_pandas(table[columns], name=results.dataset, targets=targets, digest=digest[:16])
     return DatasetInput(Dataset(**dataset.to_dict()), [InputTag("mlflow.data.context", "eval")])
 
 
-def _ci_metrics(files: JobFiles, prefix: str) -> dict[str, float]:
+def _ci_metrics(results: Results, prefix: str) -> dict[str, float]:
     """Every metric's 95% CI bounds, `<metric>_ci95_low` / `_ci95_high` (MLflow shows raw floats: the bounds
     are what a chart or a column can show beside the value), and `score` / `score_ci95_*`: the dataset's first
     metric under one name, so that the chart view can set every dataset's runs side by side."""
-    from hydra_eval import compare
-
-    try:
-        job = rowscores.from_job(files)
-        intervals = compare.compare([job]).intervals
-    except Exception as e:  # the job's own metrics still go up; a run without CIs beats no run
-        log.warning("no CI metrics for %s: %s: %s", files.results, type(e).__name__, str(e)[:200])
-        return {}
     out: dict[str, float] = {}
-    for (_, _, metric, _), ci in intervals.items():
+    for metric, ci in results.ci.items():
         out[f"{prefix}{metric}{CI_LOW}"], out[f"{prefix}{metric}{CI_HIGH}"] = ci.low, ci.high
-    first = next((m for m in job.metrics if not m.endswith("_stderr") and "/" not in m), None)
+    first = next((m for m in results.metrics if not m.endswith("_stderr") and "/" not in m), None)
     if first is not None:
-        out["score"] = job.metrics[first]
-        if f"{prefix}{first}{CI_LOW}" in out:
-            out[f"score{CI_LOW}"], out[f"score{CI_HIGH}"] = (
-                out[f"{prefix}{first}{CI_LOW}"],
-                out[f"{prefix}{first}{CI_HIGH}"],
-            )
+        out["score"] = results.metrics[first]
+        if first in results.ci:
+            out[f"score{CI_LOW}"], out[f"score{CI_HIGH}"] = results.ci[first].low, results.ci[first].high
     return out
 
 
@@ -179,8 +169,8 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
     from mlflow.entities import Metric, Param
 
     job_dir = files.root
-    results = read_json(files.results)
-    model, dataset = results["model"], results["dataset"]
+    results = records.read(files.results)
+    model, dataset = results.model, results.dataset
     jkey = job_key(job_dir, model, dataset)
     for found in client.search_runs([experiment_id], f"tags.`hydra_eval.job_key` = '{jkey}'"):
         if found.data.tags.get("hydra_eval.synced") == "true":
@@ -190,23 +180,21 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
     tags = {
         "model": model,
         "dataset": dataset,
-        "version": results["version"],
-        "mode": results["mode"],
+        "version": results.version,
+        "mode": results.mode,
         "hydra_eval.job_key": jkey,
-        "data_fingerprint": rowscores.fingerprint(results),
+        "data_fingerprint": results.data_fingerprint,
         "job_dir": str(job_dir.resolve()),
         **{k: str(v) for k, v in job.items() if v is not None},
     }
     if parent_run_id:
         # an evaluation run under its sweep: MLflow's runs view opens with the sweep's children unfolded
         tags.update({"mlflow.parentRunId": parent_run_id, "mlflow.runType": "evaluation"})
-    if "judge" in results:  # scored by a judge model: which one, and how
-        judge = results["judge"]
-        tags.update(
-            judge=str(judge["judge"]), judge_mode=str(judge["mode"]), judge_prompt=str(judge["prompt_version"])
-        )
-        if judge.get("baseline"):
-            tags["judge_baseline"] = str(judge["baseline"])
+    judge = results.judge
+    if judge is not None:  # scored by a judge model: which one, and how
+        tags.update(judge=judge.judge, judge_mode=judge.mode, judge_prompt=judge.prompt_version)
+        if judge.baseline:
+            tags["judge_baseline"] = str(judge.baseline)
         if files.judge_job_info.is_file():  # the judge's own job (Slurm id, host), when it ran apart
             tags.update(
                 {f"judge_{k}": str(v) for k, v in read_json(files.judge_job_info).items() if v is not None}
@@ -214,17 +202,18 @@ def _log_job(client: Any, experiment_id: str, files: JobFiles, parent_run_id: st
     run = client.create_run(experiment_id, run_name=f"{model}/{dataset}", tags=tags)
     run_id = str(run.info.run_id)
     now = int(time.time() * 1000)
-    metrics = {f"{dataset}/{k}": v for k, v in results["metrics"].items()}
-    metrics[f"{dataset}/n"] = results["n"]
-    metrics.update(_ci_metrics(files, f"{dataset}/"))
-    metrics.update({f"timing/{k}": v for k, v in results["timings"].items()})
-    metrics.update({f"throughput/{k}": v for k, v in results["throughput"].items() if v is not None})
-    metrics.update({f"usage/{k}": v for k, v in results.get("usage", {}).items()})
-    generation = results.get("generation", {})  # how generations ended (genstats.summary)
+    metrics = {f"{dataset}/{k}": v for k, v in results.metrics.items()}
+    metrics[f"{dataset}/n"] = results.n
+    metrics.update(_ci_metrics(results, f"{dataset}/"))
+    metrics.update({f"diagnostics/{k}": v for k, v in results.diagnostics.items()})
+    metrics.update({f"timing/{k}": v for k, v in results.timings.items()})
+    metrics.update({f"throughput/{k}": v for k, v in results.throughput.items() if v is not None})
+    metrics.update({f"usage/{k}": v for k, v in (results.usage or {}).items()})
+    generation = results.generation or {}  # how generations ended (genstats.summary)
     metrics.update({f"generation/{k}": v for k, v in generation.items() if isinstance(v, int | float)})
     config = read_json(files.config_json) if files.config_json.is_file() else {}
     params = flatten(config)
-    params["version"] = results["version"]
+    params["version"] = results.version
     client.log_batch(
         run_id,
         metrics=[Metric(key(k), float(v), now, 0) for k, v in metrics.items()],
@@ -318,17 +307,15 @@ def finish_sweep(tracking: TrackingConfig, sweep_dir: Path) -> bool:
     run_id = state.get("parent_run_id")
     if not run_id or state.get("summary_logged"):
         return bool(state.get("summary_logged"))
-    from hydra_eval import summary
-
     try:
         from mlflow.entities import Metric
 
         client = _configure(tracking)
         now = int(time.time() * 1000)
         metrics = [
-            Metric(key(f"{r['model']}/{r['dataset']}/{m}"), float(v), now, 0)
-            for r in summary.collect(sweep_dir)
-            for m, v in r["metrics"].items()
+            Metric(key(f"{r.model}/{r.dataset}/{m}"), float(v), now, 0)
+            for r in (records.read(files.results) for files in JobFiles.finished_under(sweep_dir))
+            for m, v in r.metrics.items()
             if not m.endswith("_stderr")
         ]
         folder = summary_dir(sweep_dir)
@@ -392,9 +379,12 @@ def sync(tracking: TrackingConfig, root: Path) -> tuple[int, int]:
 
 def leaderboard(
     tracking: TrackingConfig, models: list[str], datasets: list[str], versions: list[str]
-) -> list[dict[str, Any]]:
-    """Results-like records from every finished job run in the experiment, newest per (model, dataset,
-    version), filtered; the summary table is built from them exactly as from files."""
+) -> list[tuple[Results, list[dict[str, Any]]]]:
+    """Every finished job run in the experiment, newest per (model, dataset, version), filtered: its Results
+    (the results artifact, read as from files) and its per-example table (the rows the report shows). A run
+    whose artifacts cannot be read is left out, with one line."""
+    import tempfile
+
     client = _configure(tracking)
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is None:
@@ -408,24 +398,32 @@ def leaderboard(
     wanted = {"model": set(models), "dataset": set(datasets), "version": set(versions)}
     # MLflow's search has no IN/OR for tags: filter here
     runs = [r for r in found if all(not v or r.data.tags.get(k) in v for k, v in wanted.items())]
-    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    newest: dict[tuple[str, str, str], Any] = {}
     for r in runs:
         t = r.data.tags
-        prefix = key(f"{t['dataset']}/")  # as the job logged its metrics (a named dataset: `piqa[limit=4]`)
-        record = {
-            "run_id": r.info.run_id,
-            "model": t["model"],
-            "dataset": t["dataset"],
-            "version": t["version"],
-            "mode": t["mode"],
-            "metrics": {
-                k[len(prefix) :]: v
-                for k, v in r.data.metrics.items()
-                if k.startswith(prefix) and k != f"{prefix}n" and not k.endswith((CI_LOW, CI_HIGH))
-            },
-        }
-        newest.setdefault((record["model"], record["dataset"], record["version"]), record)
-    return list(newest.values())
+        newest.setdefault((t["model"], t["dataset"], t["version"]), r)
+    out = []
+    for (model, dataset, _), run in newest.items():
+        run_id = str(run.info.run_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                folder = Path(client.download_artifacts(run_id, "results", tmp))
+                path = next(folder.glob("*.json"))
+                results = Results.from_json(read_json(path), f"run {run_id} ({model}/{dataset})", run_id)
+                table = Path(client.download_artifacts(run_id, "predictions.json", tmp))
+                data = json.loads(table.read_text(encoding="utf-8"))
+            except Exception as e:  # a run without its files, or of an older version: left out
+                log.warning(
+                    "run %s (%s/%s): no results to read (%s: %s): left out",
+                    run_id,
+                    model,
+                    dataset,
+                    type(e).__name__,
+                    (str(e).splitlines() or [""])[0][:200],
+                )
+                continue
+        out.append((results, table_rows(data)))
+    return out
 
 
 # Fields of a judged row that the per-example table stores as JSON text (tracking._predictions_table)
@@ -441,36 +439,8 @@ _JSON_FIELDS = (
     "prompts",
     "continuations",
     "target",
-    "judgments",  # a judged dataset's verdicts per row: its judge score's (numerator, denominator)
+    "judgments",  # a judged dataset's verdicts per row
 )
-
-
-def past_jobs(tracking: TrackingConfig, records: list[dict[str, Any]]) -> list[rowscores.JobRows]:
-    """Each leaderboard record's per-row scores, read back from its run: the results artifact and the
-    per-example table, so that past runs compare exactly as a sweep's folders do."""
-    import tempfile
-
-    client = _configure(tracking)
-    jobs = []
-    for record in records:
-        run_id = record["run_id"]
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                folder = Path(client.download_artifacts(run_id, "results", tmp))
-                results = read_json(next(folder.glob("*.json")))
-                table = Path(client.download_artifacts(run_id, "predictions.json", tmp))
-                data = json.loads(table.read_text(encoding="utf-8"))
-            except Exception as e:  # a run without its files: shown in the table, left out of the statistics
-                log.warning(
-                    "run %s (%s/%s): no per-row files (%s): not compared",
-                    run_id,
-                    record["model"],
-                    record["dataset"],
-                    type(e).__name__,
-                )
-                continue
-        jobs.append(rowscores.build(results, table_rows(data)))
-    return jobs
 
 
 def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:

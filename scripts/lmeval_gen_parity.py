@@ -394,7 +394,7 @@ def compare(entry: Entry, hydra_dir: Path, lm: list[dict[str, Any]], tokenizer: 
         generations_identical=sum(same_gen),
         differing_rows=[i for i, s in enumerate(same_gen) if not s],
         hydra={pair.hydra_metric: results["metrics"][pair.hydra_metric]},
-        length_capped=results["metrics"].get("length_capped"),
+        length_capped=results["diagnostics"].get("length_capped"),
     )
     if pair.lmeval_metric:
         out["row_scores_identical"] = sum(

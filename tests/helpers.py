@@ -79,3 +79,11 @@ def summary_lines(stdout: str) -> list[str]:
     part of it."""
     lines = stdout.splitlines()
     return lines[: lines.index("")] if "" in lines else lines
+
+
+def record(model: str, dataset: str, version: str, mode: str, metrics: dict[str, float], **fields: Any) -> Any:
+    """A Results record with only what the summary table shows (no rows, no CIs)."""
+    from hydra_eval.results import Results
+
+    base: dict[str, Any] = {"n": 0, "data_source": "", "fingerprints": {}, "convention": ""}
+    return Results(model=model, dataset=dataset, version=version, mode=mode, metrics=metrics, **{**base, **fields})

@@ -351,7 +351,7 @@ def test_served_multi_turn_answers_judged_by_the_served_model_and_a_rerun_posts_
     assert [m["role"] for m in row["messages"]] == ["user", "assistant", "user"]
     assert row["messages"][1]["content"] == row["turns"][0] and len(row["requests"]) == 2
     results = json.loads(next((tmp_path / "first").rglob("results/*/mt_bench.json")).read_text())
-    m = results["metrics"]
+    m = {**results["metrics"], **results["diagnostics"]}  # the judge's calls and tokens: diagnostics
     assert m["judge_calls"] == 4 and m["judge_prompt_tokens"] > 0 and "judge_latency_mean_s" in m
     assert results["judge"]["computed"] == 4
     before = posts(llama)

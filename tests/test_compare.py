@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -13,7 +14,8 @@ import pytest
 
 from hydra_eval import compare, stats, summary
 from hydra_eval.errors import UserError
-from hydra_eval.rowscores import JobRows, RowView, build
+from hydra_eval.results import Results, intervals
+from hydra_eval.rowviews import JobViews, RowView, views
 from tests.browser import browse
 from tests.helpers import run_cli, summary_lines
 
@@ -96,18 +98,38 @@ def test_interval_is_the_normal_95_percent_ci_of_the_mean():
     assert ci.value == 75.0 and ci.half == pytest.approx(1.959963984540054 * 50 / 2)
 
 
-def job(model: str, scores: dict[str, float], version: str = "v1", fingerprint: str = "f1") -> JobRows:
-    values = list(scores.values())
-    return JobRows(
+def record(
+    model: str,
+    metrics: dict[str, float],
+    per_row: dict[str, Any] | None = None,
+    ids: list[str] | None = None,
+    **fields: Any,
+) -> Results:
+    """A Results as eval builds it: the CIs from its per-row values (or stderr)."""
+    per_row = per_row or {}
+    base: dict[str, Any] = {"dataset": "piqa", "version": "v1", "mode": "ppl", "n": len(ids or [])}
+    base.update(data_source="", fingerprints={}, convention="", data_fingerprint="f1")
+    return Results(
         model=model,
-        dataset="piqa",
-        version=version,
-        mode="ppl",
-        data_fingerprint=fingerprint,
-        metrics={"accuracy": sum(values) / len(values)},
-        scores={"accuracy": scores},
-        views={i: RowView("q" + i, "g", str(int(v)), "") for i, v in scores.items()},
-        rates={},
+        metrics=metrics,
+        per_row=per_row,
+        ci=intervals(metrics, per_row),
+        ids=tuple(ids or ()),
+        **{**base, **fields},
+    )
+
+
+def job(model: str, scores: dict[str, float], version: str = "v1", fingerprint: str = "f1") -> Results:
+    values = list(scores.values())
+    metrics = {"accuracy": sum(values) / len(values)}
+    return record(
+        model, metrics, {"accuracy": scores}, list(scores), version=version, data_fingerprint=fingerprint
+    )
+
+
+def job_views(j: Results) -> JobViews:
+    return JobViews(
+        j.model, j.dataset, {i: RowView("q" + i, "g", str(int(v)), "") for i, v in j.scores["accuracy"].items()}
     )
 
 
@@ -131,9 +153,7 @@ def test_compare_pairs_rows_by_id_and_refuses_different_rows_or_versions():
 def test_the_table_shows_each_value_with_its_ci_and_marks_significant_differences():
     a = job("a", {str(i): 100.0 * (i % 2) for i in range(40)})
     b = job("b", {str(i): 100.0 for i in range(40)})
-    results = [
-        {"model": j.model, "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": j.metrics} for j in (a, b)
-    ]
+    results = [a, b]
     c = compare.compare([a, b])
     rows = summary.table(results, comparison=c)
     assert rows[1][4:] == ["50.00 ± 15.69", "100.00 ± 0.00 *"]
@@ -144,14 +164,9 @@ def test_the_table_shows_each_value_with_its_ci_and_marks_significant_difference
 
 
 def test_lmeval_rows_give_per_row_scores_in_the_jobs_unit():
-    results = {
-        "model": "m",
-        "dataset": "lmeval",
-        "version": "v",
-        "mode": "lmeval",
-        "fingerprints": {"data": {"x": 1}},
-        "metrics": {"arc_easy/acc": 50.0, "arc_easy/acc_stderr": 35.0, "lambada/perplexity": 12.0},
-    }
+    from hydra_eval import lmeval
+
+    metrics = {"arc_easy/acc": 50.0, "arc_easy/acc_stderr": 35.0, "lambada/perplexity": 12.0}
     rows = [
         {"task": "arc_easy", "doc_id": 0, "prompt": "Q0", "target": 1,
          "filtered": {"none": [[-2.0, False], [-1.0, False]]}, "metrics": {"acc": 1.0}},
@@ -160,25 +175,35 @@ def test_lmeval_rows_give_per_row_scores_in_the_jobs_unit():
         {"task": "lambada", "doc_id": 0, "prompt": "P", "target": "x", "filtered": {"none": [[-5.0, True]]},
          "metrics": {"perplexity": -5.0}},
     ]  # fmt: skip
-    j = build(results, rows)
-    assert j.scores == {"arc_easy/acc": {"arc_easy:0": 100.0, "arc_easy:1": 0.0}}  # perplexity is no mean of rows
-    assert j.views["arc_easy:0"].answer == "1" and j.views["arc_easy:1"].answer == "0"
+    scores = lmeval.per_row(metrics, rows)
+    assert scores == {"arc_easy/acc": {"arc_easy:0": 100.0, "arc_easy:1": 0.0}}  # perplexity is no mean of rows
+    shown = views("lmeval", rows)
+    assert shown["arc_easy:0"].answer == "1" and shown["arc_easy:1"].answer == "0"
 
 
 def test_native_rows_give_scores_views_and_rates():
-    results = {"model": "m", "dataset": "gsm8k", "version": "v", "mode": "gen", "n": 2,
-               "metrics": {"accuracy": 50.0, "accuracy_strict": 0.0},
-               "generation": {"length_capped": 50.0}}  # fmt: skip
+    from hydra_eval import metrics as metric_fns
+    from hydra_eval.records import Verdict
+    from hydra_eval.schema import Metric
+
+    verdicts = [
+        Verdict(correct=True, extracted=True, answer="4", correct_strict=False),
+        Verdict(correct=False, extracted=True, answer=None, correct_strict=False),
+    ]
+    values = metric_fns.per_row((Metric.accuracy, Metric.accuracy_strict), verdicts)
+    per_row = {name: dict(zip(["0", "1"], v, strict=True)) for name, v in values.items()}
+    j = record("m", {"accuracy": 50.0, "accuracy_strict": 0.0}, per_row, ["0", "1"], dataset="gsm8k",
+               mode="gen", n=2, diagnostics={"length_capped": 50.0, "no_answer": 50.0})  # fmt: skip
+    assert j.scores["accuracy"] == {"0": 100.0, "1": 0.0} and j.scores["accuracy_strict"] == {"0": 0.0, "1": 0.0}
     rows = [
         {"id": "0", "gold": 0, "prompt": "x" * 3000 + "Q?", "generation": "so 4", "answers": ["4"], "answer": "4",
          "correct": True, "correct_strict": False},
         {"id": "1", "gold": 0, "prompt": "Q2", "generation": "...", "answers": ["5"], "answer": None,
          "correct": False, "correct_strict": False},
     ]  # fmt: skip
-    j = build(results, rows)
-    assert j.scores["accuracy"] == {"0": 100.0, "1": 0.0} and j.scores["accuracy_strict"] == {"0": 0.0, "1": 0.0}
-    assert j.views["0"].prompt.endswith("Q?") and j.views["0"].prompt.startswith("… ")  # the question is kept
-    assert (j.views["1"].answer, j.views["1"].gold) == ("(none)", "5")
+    shown = views("gen", rows)
+    assert shown["0"].prompt.endswith("Q?") and shown["0"].prompt.startswith("… ")  # the question is kept
+    assert (shown["1"].answer, shown["1"].gold) == ("(none)", "5")
     assert j.rates == {"no_answer": 50.0, "truncated": 50.0}
 
 
@@ -263,16 +288,22 @@ def test_an_unknown_baseline_is_refused_before_any_job_runs(tmp_path):
     assert not list((tmp_path / "sweep").glob("*/predictions"))
 
 
-def test_rows_that_do_not_average_to_the_metric_are_not_its_rows():
+def test_rows_that_do_not_average_to_the_metric_are_not_its_rows(compose_cfg):
     # num_samples > 1: pass@1 is the mean of c/n per row, `correct` only the first sample's verdict
-    results = {"model": "m", "dataset": "humaneval", "version": "v", "mode": "gen", "metrics": {"pass@1": 50.0}}
-    rows = [
-        {"id": "0", "prompt": "p", "correct": True, "answer": "a"},
-        {"id": "1", "prompt": "p", "correct": True},
+    from hydra_eval import tasks
+    from hydra_eval.records import Verdict
+
+    cfg = compose_cfg("dataset=gsm8k", "dataset.gen.num_samples=2")
+    from hydra_eval.config import typed
+
+    dataset = typed(cfg).dataset
+    verdicts = [
+        Verdict(correct=True, sample_correct=(True, False)),
+        Verdict(correct=True, sample_correct=(False, False)),
     ]
-    assert build(results, rows).scores == {}
-    nan = {**results, "metrics": {"accuracy": float("nan")}}
-    assert build(nan, [{"id": "0", "prompt": "p", "correct": True}]).scores == {}
+    assert tasks.per_row(dataset, None, ["0", "1"], verdicts) == {}  # type: ignore[arg-type]
+    nan = record("m", {"accuracy": float("nan")})
+    assert nan.scores == {} and nan.ci == {}
     with pytest.raises(ValueError, match="finite"):
         stats.paired([1.0, float("nan")], [1.0, 0.0])
 
@@ -282,12 +313,13 @@ def test_the_report_survives_nan_values_and_html_in_rows():
 
     a = job("a", {"0": 100.0, "1": 0.0})
     b = job("b", {"0": 0.0, "1": 0.0})
-    b.views["0"] = RowView("<!--<script>alert(1)</script>", "</script>", "x", "y")
+    shown = [job_views(a), job_views(b)]
+    shown[1].views["0"] = RowView("<!--<script>alert(1)</script>", "</script>", "x", "y")
     results = [
-        {"model": "a", "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": {"accuracy": 50.0}},
-        {"model": "b", "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": {"accuracy": float("nan")}},
+        record("a", {"accuracy": 50.0}),
+        record("b", {"accuracy": float("nan")}),
     ]
-    page = report.render(results, [a, b], compare.compare([a, b]), [])
+    page = report.render(results, shown, compare.compare([a, b]), [])
     block = page.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in block  # nothing in the data can close the block or open a comment
     data = json.loads(block)
@@ -299,8 +331,8 @@ def test_the_summary_is_written_when_the_comparison_fails(tmp_path, caplog):
     from hydra_eval.schema import VizConfig
 
     a = job("a", {"0": 100.0})
-    results = [{"model": "a", "dataset": "piqa", "version": "v1", "mode": "ppl", "metrics": {"accuracy": 100.0}}]
-    text = summary.write(tmp_path, records=results, jobs=[a], viz=VizConfig(baseline="zz"))
+    results = [a]
+    text = summary.write(tmp_path, records=results, views=[job_views(a)], viz=VizConfig(baseline="zz"))
     assert text.splitlines()[2].split()[:5] == ["piqa", "v1", "accuracy", "ppl", "100.00"]
     assert "no model comparison" in caplog.text and "viz.baseline=zz" in caplog.text
     (csv,) = tmp_path.glob("summary/summary_*.csv")
@@ -346,17 +378,17 @@ def test_paired_ratio_equals_the_mean_test_with_equal_weights_and_brute_force_ot
 def test_judged_jobs_are_compared_on_their_judge_scores(compose_cfg):
     """Two models on MT-Bench, their answers rated 7 and 3 by the judge: the paired test of the judge's score
     (both turns rated on every question: equal weights, the per-question means), not a verdict field's."""
+    from hydra_eval import results as records
     from hydra_eval.outputs import JobFiles
     from hydra_eval.pipeline import run
-    from hydra_eval.rowscores import from_job
 
     jobs = []
     for model, reply in (("fake", "[[7]]"), ("fake_b", "[[3]]")):
         cfg = compose_cfg(f"model={model}", "model.chat_template=true", "judge=fake", f"judge.reply='{reply}'",
                           "dataset=mt_bench", "dataset.limit=4")  # fmt: skip
         assert run(cfg, print_summary=False) is not None
-        jobs.append(from_job(JobFiles(Path(cfg.output_dir), model, "mt_bench")))
-    assert jobs[0].ratios["score"] == {i: (14.0, 2.0) for i in jobs[0].views}  # two turns, 7 each
+        jobs.append(records.read(JobFiles(Path(cfg.output_dir), model, "mt_bench").results))
+    assert jobs[0].ratios["score"] == {i: (14.0, 2.0) for i in jobs[0].ids}  # two turns, 7 each
     assert "score" not in jobs[0].scores
     c = compare.compare(jobs)
     [pair] = [p for p in c.pairs if p.metric == "score"]
@@ -365,40 +397,56 @@ def test_judged_jobs_are_compared_on_their_judge_scores(compose_cfg):
     assert not [p for p in c.pairs if p.metric.startswith("score/")]  # per-category means: no rows of their own
 
 
-def test_judge_rows_that_do_not_give_the_reported_score_are_not_its_rows():
-    results = {"model": "m", "dataset": "arena_hard", "version": "v", "mode": "gen", "n": 2,
-               "metrics": {"win_rate": 75.0}, "judge": {"mode": "pairwise"}}  # fmt: skip
-    rows = [
-        {"id": "0", "judgments": [{"score": 1.0, "weight": 3}, {"score": None, "weight": 1}]},
-        {"id": "1", "judgments": [{"score": 0.5, "weight": 1}, {"score": 0.0, "weight": 1}]},
+def test_judge_rows_are_the_very_verdicts_the_score_aggregates():
+    from hydra_eval.judging import scores
+    from hydra_eval.records import Judgment
+    from hydra_eval.schema import JudgeMode, JudgeSettings
+
+    def judgment(i: str, game: int, score: float | None, weight: int) -> Judgment:
+        return Judgment(int(i), i, 0, game, "k", "", None if score is None else "v", score, weight)
+
+    judgments = [
+        judgment("0", 1, 1.0, 3),
+        judgment("0", 2, None, 1),
+        judgment("1", 1, 0.5, 1),
+        judgment("1", 2, 0.0, 1),
     ]
-    assert build(results, rows).ratios == {}  # the rows give 350 / 5 = 70, not 75
-    assert build({**results, "metrics": {"win_rate": 70.0}}, rows).ratios["win_rate"]["0"] == (300.0, 3.0)
+    settings = JudgeSettings(mode=JudgeMode.pairwise, baseline="b")
+    ratios = scores.per_row(settings, ["0", "1"], judgments)
+    assert ratios["win_rate"]["0"] == (300.0, 3.0)
+    rows = ratios["win_rate"].values()
+    reported = scores.compute(settings, ["0", "1"], judgments)["win_rate"]
+    assert sum(n for n, _ in rows) / sum(d for _, d in rows) == pytest.approx(reported) == 70.0
 
 
-def test_judge_rows_read_back_from_mlflows_table_give_the_same_ratios(compose_cfg):
-    """viz.source=mlflow rebuilds rows from the per-example table, where lists are JSON strings."""
-    from hydra_eval.outputs import JobFiles, read_json, read_jsonl
+def test_judge_rows_read_back_from_the_results_artifact_give_the_same_ratios(compose_cfg):
+    """viz.source=mlflow reads each run's results artifact: the same record, ratios and CIs as the file."""
+    from hydra_eval import results as records
+    from hydra_eval.outputs import JobFiles, read_json
     from hydra_eval.pipeline import run
-    from hydra_eval.tracking import _predictions_table, table_rows
 
     cfg = compose_cfg("model=fake", "model.chat_template=true", "judge=fake", "judge.reply='[[6]]'",
                       "dataset=mt_bench", "dataset.limit=3")  # fmt: skip
     assert run(cfg, print_summary=False) is not None
     files = JobFiles(Path(cfg.output_dir), "fake", "mt_bench")
-    results, rows = read_json(files.results), read_jsonl(files.judged)
-    logged = json.loads(_predictions_table(rows).to_json(orient="split", index=False))
-    assert build(results, table_rows(logged)).ratios == build(results, rows).ratios
-    assert build(results, rows).ratios["score"]
+    written = records.read(files.results)
+    again = Results.from_json(json.loads(json.dumps(read_json(files.results))), "artifact")
+    assert again.ratios == written.ratios and again.ci == written.ci
+    assert written.ratios["score"]
 
 
 def test_judge_parse_failures_are_a_share_of_the_judge_calls_and_a_pair_without_verdicts_is_named():
     """MT-Bench: 10 questions, 20 judge calls (two turns), none parsed (SmolLM2-135M as the judge): 100% of the
     calls failed (not 200% of the rows), and the comparison says why the pair has no test."""
-    rows = [{"id": str(i), "judgments": [{"score": None, "weight": 1}] * 2} for i in range(10)]
-    results = {"dataset": "mt_bench", "version": "v", "mode": "gen", "n": 10, "judge": {"mode": "single"},
-               "metrics": {"score": math.nan, "judge_calls": 20, "judge_parse_failures": 20}}  # fmt: skip
-    jobs = [build({**results, "model": m}, rows) for m in ("a", "b")]
+    from hydra_eval.results import JudgeMeta
+
+    judge = JudgeMeta("j", None, "single", "rating", "p1")
+    diagnostics = {"judge_calls": 20.0, "judge_parse_failures": 20.0}
+    jobs = [
+        record(m, {"score": math.nan}, {}, [str(i) for i in range(10)], dataset="mt_bench", version="v",
+               mode="gen", n=10, judge=judge, diagnostics=diagnostics)
+        for m in ("a", "b")
+    ]  # fmt: skip
     assert jobs[0].rates == {"judge_parse_failures": 100.0} and jobs[0].ratios == {}
     c = compare.compare(jobs)
     assert c.pairs == [] and c.refused == [
@@ -407,16 +455,25 @@ def test_judge_parse_failures_are_a_share_of_the_judge_calls_and_a_pair_without_
     ]
 
 
-def test_rows_that_repeat_an_id_are_not_paired_and_the_comparison_says_why():
+def test_rows_that_repeat_an_id_are_not_paired_and_the_comparison_says_why(compose_cfg):
     """ids a,a,b,b,c,c,d,d (a file from before ids were checked): pairing by id would test 4 rows of 8 and take
     each model's CI from those 4 (±56.58); the CI is the job's own (n = 8) and the pair is named as refused."""
+    from hydra_eval import tasks
+    from hydra_eval.config import typed
+    from hydra_eval.records import Verdict
+    from hydra_eval.schema import Metric
+
+    class AccuracyJudge:
+        default_metrics = (Metric.accuracy,)
+
     ids = ["a", "a", "b", "b", "c", "c", "d", "d"]
-    results = {"dataset": "custom", "version": "v", "mode": "ppl", "n": 8}
     jobs = []
     for model, correct in (("x", [1, 1, 0, 0, 1, 1, 0, 0]), ("y", [1, 1, 1, 1, 0, 0, 0, 0])):
-        rows = [{"id": i, "prompt": "p", "correct": bool(c)} for i, c in zip(ids, correct, strict=True)]
+        verdicts = [Verdict(correct=bool(c)) for c in correct]
+        dataset = typed(compose_cfg("dataset=piqa")).dataset
+        per_row = tasks.per_row(dataset, AccuracyJudge(), ids, verdicts)
         metrics = {"accuracy": 50.0, "accuracy_stderr": 100 * math.sqrt(2 / 7) / math.sqrt(8)}
-        jobs.append(build({**results, "model": model, "metrics": metrics}, rows))
+        jobs.append(record(model, metrics, per_row, ids, dataset="custom", version="v", n=8))
     assert jobs[0].scores == {}
     c = compare.compare(jobs)
     assert c.intervals[("custom", "v", "accuracy", "x")].half == pytest.approx(37.04, abs=0.01)
@@ -429,8 +486,8 @@ def test_rows_that_repeat_an_id_are_not_paired_and_the_comparison_says_why():
 def test_every_comparison_not_made_is_named_with_its_reason():
     a = job("a", {str(i): 100.0 * (i % 2) for i in range(10)})
     b = job("b", {str(i): 100.0 for i in range(10)})
-    no_rows = JobRows(**{**b.__dict__, "model": "c", "scores": {}})  # pass@1 of several samples: no per-row mean
-    elsewhere = JobRows(**{**a.__dict__, "dataset": "siqa"})  # only a scored siqa
+    no_rows = dataclasses.replace(b, model="c", per_row={}, ci={})  # pass@1 of several samples: no per-row mean
+    elsewhere = dataclasses.replace(a, dataset="siqa")  # only a scored siqa
     c = compare.compare([a, b, no_rows, elsewhere], baseline="a")
     assert [(p.a, p.b) for p in c.pairs] == [("a", "b")]
     assert c.refused == [

@@ -35,9 +35,10 @@ def test_custom_multiple_choice_end_to_end(compose_cfg, tmp_path, mode):
     results = run(
         compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}", f"dataset.mode={mode}")
     )
-    assert results is not None and results["n"] == 4
+    assert results is not None and results.n == 4
     expected = {"acc", "acc_norm"} if mode == "ppl" else {"accuracy", "length_capped"}
-    assert {k for k in results["metrics"] if not k.endswith("_stderr")} == expected
+    assert {k for k in results.metrics if not k.endswith("_stderr")} == expected - {"length_capped"}
+    assert ("length_capped" in results.diagnostics) == ("length_capped" in expected)  # beside the scores
     rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
     assert [r["gold"] for r in rows] == [0, 1, 1, 0]
     if mode == "gen":
@@ -50,9 +51,10 @@ def test_custom_qa_end_to_end(compose_cfg, tmp_path, mode):
     results = run(
         compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}", f"dataset.mode={mode}")
     )
-    assert results is not None and results["n"] == 3
+    assert results is not None and results.n == 3
     expected = {"acc", "perplexity"} if mode == "ppl" else {"accuracy", "length_capped"}
-    assert {k for k in results["metrics"] if not k.endswith("_stderr")} == expected
+    assert {k for k in results.metrics if not k.endswith("_stderr")} == expected - {"length_capped"}
+    assert ("length_capped" in results.diagnostics) == ("length_capped" in expected)  # beside the scores
     if mode == "gen":
         rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
         assert rows[1]["answers"] == ["Jupiter", "planet Jupiter"]
@@ -76,7 +78,7 @@ def test_custom_csv_and_fewshot_file(compose_cfg, tmp_path):
     assert [s.fields["choices"] for s in data.samples] == [["apple", "stone", "chair"], ["green", "blue"]]
     assert not data.fewshot_same_split and len(data.fewshot) == 4
     results = run(cfg)
-    assert results is not None and results["n"] == 2
+    assert results is not None and results.n == 2
     rows = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
     assert rows[0]["prompt"].count("Answer:") == 3  # two solved examples, then the question
 

@@ -160,7 +160,7 @@ def test_reasoning_is_stripped_before_the_answer_is_read_and_both_are_kept(compo
     assert all(r["answer"] == "B" for r in rows)  # not the "A" of the reasoning
     assert rows[0]["generation"] == "<think>A seems wrong, so</think> B"
     assert rows[0]["reasoning"] == ["A seems wrong, so"] and rows[0]["outputs"] == ["B"]
-    generation = results["generation"]
+    generation = results.generation
     assert generation["reasoning_unclosed"] == 0
     assert generation["mean_reasoning_tokens"] == 4 and generation["mean_answer_tokens"] == 1
 
@@ -175,8 +175,8 @@ def test_an_unclosed_reasoning_block_scores_empty_and_is_counted(compose_cfg, ca
     )
     with caplog.at_level(logging.WARNING):
         results = run(cfg, print_summary=False)
-    assert results is not None and results["metrics"]["accuracy"] == 0.0
-    assert results["generation"]["reasoning_unclosed"] == 6
+    assert results is not None and results.metrics["accuracy"] == 0.0
+    assert results.generation["reasoning_unclosed"] == 6
     assert "6 of 6 siqa generations opened a reasoning block and never closed it" in caplog.text
 
 
@@ -185,8 +185,8 @@ def test_length_capped_share_is_a_metric_and_warns_in_one_line(compose_cfg, capl
     with caplog.at_level(logging.WARNING):
         results = run(cfg, print_summary=False)
     assert results is not None
-    share = results["metrics"]["length_capped"]
-    assert share == results["generation"]["length_capped"] > 5
+    share = results.diagnostics["length_capped"]  # beside the scores
+    assert share == results.generation["length_capped"] > 5
     rows = read_jsonl(Path(cfg.output_dir) / "predictions" / "tiny_llama" / "siqa.jsonl")
     assert share == 100 * sum(r["finish_reasons"] == ["length"] for r in rows) / 8
     [line] = [r.getMessage() for r in caplog.records if "length cap" in r.getMessage()]
@@ -207,8 +207,8 @@ def test_k_samples_report_avg_pass_maj_and_do_not_depend_on_batch_or_shard(compo
     first = compose_cfg(*SAMPLED, f"output_dir={tmp_path / 'a'}")
     results = run(first, print_summary=False)
     assert results is not None
-    assert {"avg@4", "pass@1", "pass@4", "maj@4", "avg@4_stderr"} <= set(results["metrics"])
-    assert "accuracy" not in results["metrics"]
+    assert {"avg@4", "pass@1", "pass@4", "maj@4", "avg@4_stderr"} <= set(results.metrics)
+    assert "accuracy" not in results.metrics
     gens = _generations(first)
     assert len(gens) == 8 and all(len(g) == 4 for g in gens) and any(len(set(g)) > 1 for g in gens)
     judged = read_jsonl(Path(first.output_dir) / "judged" / "tiny_llama" / "siqa.jsonl")

@@ -51,11 +51,11 @@ def test_mt_bench_both_turns_judged_and_the_second_turn_sees_the_first_answer(co
     )
     results = run(cfg, print_summary=False)
     assert results is not None
-    m = results["metrics"]
+    m = {**results.metrics, **results.diagnostics}  # judge calls and parse failures: diagnostics
     assert m["score"] == 7.0 and m["score_turn1"] == 7.0 and m["score_turn2"] == 7.0
     assert m["judge_calls"] == 6 and m["judge_parse_failures"] == 0
     assert m["score/writing"] == 7.0 and m["score_ci_low"] == m["score_ci_high"] == 7.0
-    assert results["judge"]["computed"] == 6 and results["judge"]["judge"] == "fake"
+    assert results.judge.computed == 6 and results.judge.judge == "fake"
     files = files_of(cfg)
     [row, *_] = read_jsonl(files.predictions)
     assert row["turns"] == ["My first answer.", "My first answer."]
@@ -97,16 +97,16 @@ def test_a_rerun_makes_no_judge_call(compose_cfg, caplog):
     caplog.set_level(logging.INFO)
     cfg = compose_cfg(*args)
     results = run(cfg, print_summary=False)
-    assert results is not None and results["judge"]["computed"] == 0 and results["judge"]["reused"] == 4
+    assert results is not None and results.judge.computed == 0 and results.judge.reused == 4
     assert "judge: 4 reused from cache" in caplog.text
-    assert results["metrics"]["score"] == 8.0
+    assert results.metrics["score"] == 8.0
 
 
 def test_unparsed_verdicts_are_counted_and_never_scored_as_zero(compose_cfg):
     cfg = compose_cfg(*FAKE, "dataset=mt_bench", "dataset.limit=2", "judge.reply='I cannot rate this.'")
     results = run(cfg, print_summary=False)
     assert results is not None
-    m = results["metrics"]
+    m = {**results.metrics, **results.diagnostics}  # judge calls and parse failures: diagnostics
     assert m["judge_parse_failures"] == 4 and math.isnan(m["score"])  # no verdict: no score, not 0
     [j, *_] = read_jsonl(files_of(cfg).judgments)
     assert j["verdict"] is None and j["score"] is None and j["error"].startswith("no [[rating]]")
@@ -134,7 +134,7 @@ def test_pairwise_judges_both_orders_and_cancels_a_position_biased_judge(compose
     )
     results = run(cfg, print_summary=False)
     assert results is not None
-    m = results["metrics"]
+    m = {**results.metrics, **results.diagnostics}  # judge calls and parse failures: diagnostics
     # always "B much better": a win when the judged model is B (game 1), a loss when it is A (game 2)
     assert m["win_rate"] == 50.0 and m["wins"] == 3 and m["losses"] == 3 and m["order_consistency"] == 0.0
     rows = read_jsonl(files_of(cfg).judgments)
@@ -150,7 +150,7 @@ def test_alpaca_eval_judges_against_the_reference_output_in_the_data(compose_cfg
         "judge.reply='Assistant A is better. [[A]]'",
     )
     results = run(cfg, print_summary=False)
-    assert results is not None and results["metrics"]["win_rate"] == 50.0
+    assert results is not None and results.metrics["win_rate"] == 50.0
     [first, second, *_] = read_jsonl(files_of(cfg).judgments)
     assert (first["game"], first["score"], second["game"], second["score"]) == (1, 0.0, 2, 1.0)
     prediction = read_jsonl(files_of(cfg).predictions)[0]
@@ -166,8 +166,8 @@ def test_reference_mode_checks_answers_against_the_gold_answer(compose_cfg):
         "judge.reply='Same value. [[CORRECT]]'",
     )
     results = run(cfg, print_summary=False)
-    assert results is not None and results["metrics"]["accuracy"] == 100.0
-    assert results["convention"].startswith("judge:fake:correct:")
+    assert results is not None and results.metrics["accuracy"] == 100.0
+    assert results.convention.startswith("judge:fake:correct:")
     [row, _] = read_jsonl(files_of(cfg).judged)
     [asked] = [m for m in read_jsonl(files_of(cfg).judgments) if m["id"] == row["id"]]
     assert row["prompt"].count("Q: ") == 9  # the model saw 8 solved examples, then the question ...

@@ -82,13 +82,13 @@ def test_lmeval_tasks_score_as_lm_evals_own_evaluator(compose_cfg, include_path,
         log_samples=True,
     )
     samples, theirs = theirs["samples"], theirs["results"]
-    ours = results["metrics"]
+    ours = results.metrics
     assert ours["truthfulqa_mc1/acc"] == pytest.approx(100 * theirs["truthfulqa_mc1"]["acc,none"], abs=1e-12)
     assert ours["truthfulqa_mc2/acc"] == pytest.approx(100 * theirs["truthfulqa_mc2"]["acc,none"], abs=1e-12)
     nq = theirs["nq_open"]["exact_match,remove_whitespace"]
     assert ours["nq_open/exact_match,remove_whitespace"] == pytest.approx(100 * nq, abs=1e-12)
-    assert results["n"] == 36 and results["lmeval"]["versions"]["truthfulqa_mc2"] == 3.0
-    assert results["provenance"]["lm_eval"] == "0.4.13"  # which lm-eval scored it
+    assert results.n == 36 and results.lmeval["versions"]["truthfulqa_mc2"] == 3.0
+    assert results.provenance["lm_eval"] == "0.4.13"  # which lm-eval scored it
     assert 0 < ours["truthfulqa_mc2/acc"] < 100  # the fake model's scores are not degenerate
     # per document too: the job's per-example rows carry lm-eval's own per-sample metrics
     docs = read_jsonl(tmp_out / "judged" / "fake" / "lmeval.jsonl")
@@ -114,7 +114,7 @@ def test_a_rerun_reuses_every_answer(compose_cfg, include_path, caplog):
     first = run(compose_cfg(*args), print_summary=False)
     caplog.set_level(logging.INFO)
     again = run(compose_cfg(*args), print_summary=False)
-    assert first is not None and again is not None and first["metrics"] == again["metrics"]
+    assert first is not None and again is not None and first.metrics == again.metrics
     assert "18 requests; predictions: 18 reused from cache" in caplog.text  # 4 questions, 18 choices in all
     assert "0 to compute" in caplog.text
 
@@ -166,8 +166,8 @@ def test_named_sets_read_their_local_copies(compose_cfg, tmp_path):
     """dataset=truthfulqa: lm-eval's truthfulqa_mc1 and mc2 on the data directory's v1 files, copied into the
     job's folder in the schema lm-eval reads; no include_path to give."""
     results = run(compose_cfg("model=fake", "dataset=truthfulqa", "dataset.limit=3"), print_summary=False)
-    assert results is not None and results["dataset"] == "truthfulqa"
-    assert {"truthfulqa_mc1/acc", "truthfulqa_mc2/acc"} <= set(results["metrics"])
+    assert results is not None and results.dataset == "truthfulqa"
+    assert {"truthfulqa_mc1/acc", "truthfulqa_mc2/acc"} <= set(results.metrics)
     assert (tmp_path / "out" / "lmeval_local" / "tasks" / "truthfulqa_mc1.yaml").is_file()
 
 
@@ -209,7 +209,7 @@ def test_named_agieval_and_race_run_lm_evals_tasks(compose_cfg, tmp_path):
     import json
 
     results = run(compose_cfg("model=fake", "dataset=race", "dataset.limit=2"), print_summary=False)
-    assert results is not None and {"race/acc", "race_middle/acc"} <= set(results["metrics"])
+    assert results is not None and {"race/acc", "race_middle/acc"} <= set(results.metrics)
     docs = read_jsonl(tmp_path / "out" / "judged" / "fake" / "race.jsonl")
     assert [d["task"] for d in docs] == ["race", "race", "race_middle", "race_middle"]
     first = json.loads((tmp_path / "out" / "lmeval_local" / "data" / "race" / "high.jsonl").open().readline())
@@ -221,8 +221,8 @@ def test_named_agieval_and_race_run_lm_evals_tasks(compose_cfg, tmp_path):
     # only the last question is scored; the earlier ones are in the prompt with their answers
     assert article["questions"][-1].replace("_", "").strip()[:20] in docs[0]["prompt"]
     results = run(compose_cfg("model=fake", "dataset=agieval", "dataset.limit=1"), print_summary=False)
-    assert results is not None and results["n"] == 21
-    assert {"agieval/acc", "agieval_math/acc", "agieval_logiqa_zh/acc_norm"} <= set(results["metrics"])
+    assert results is not None and results.n == 21
+    assert {"agieval/acc", "agieval_math/acc", "agieval_logiqa_zh/acc_norm"} <= set(results.metrics)
 
 
 @pytest.mark.parametrize("n_tokens", [0, 1, 5, 16, 17, 40, 65])
@@ -291,7 +291,7 @@ def test_rolling_loglikelihood_equals_lm_evals_hflm_on_the_same_model(compose_cf
         task_manager=TaskManager(include_path=str(tasks)),
         bootstrap_iters=0,
     )["results"]["pages_ppl"]
-    ours = results["metrics"]
+    ours = results.metrics
     for metric in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
         assert ours[f"pages_ppl/{metric}"] == pytest.approx(theirs[f"{metric},none"], rel=1e-5), metric
     assert ours["pages_ppl/word_perplexity"] > 1
@@ -320,7 +320,7 @@ def test_a_hub_dataset_reads_a_local_folder_in_the_hubs_layout(compose_cfg, incl
     )
     args = ("model=fake", "dataset=lmeval", "dataset.lmeval.tasks=[truthfulqa_mc1]")
     results = run(compose_cfg(*args, f"dataset.lmeval.hub_dirs=['truthfulqa/truthful_qa={repo}']"), False)
-    assert results is not None and results["n"] == 5  # all the folder has: it was read, not the hub
+    assert results is not None and results.n == 5  # all the folder has: it was read, not the hub
     with pytest.raises(UserError, match="hub_dirs: 'truthfulqa' is not"):
         run(compose_cfg(*args, "dataset.lmeval.hub_dirs=[truthfulqa]"), print_summary=False)
     with pytest.raises(UserError, match="no such folder"):

@@ -75,10 +75,10 @@ def test_the_total_is_the_plain_mean_of_the_subjects(compose_cfg):
     cfg = compose_cfg("model=fake", "dataset=ceval_oc", "dataset.subsets=[middle_school_geography,logic]")
     results = run(cfg, print_summary=False)
     assert results is not None
-    m = results["metrics"]
+    m = results.metrics
     subjects = [m["accuracy/logic"], m["accuracy/middle_school_geography"]]
     assert m["accuracy/naive_average"] == pytest.approx(sum(subjects) / 2)
-    assert results["n"] == 12 + 22  # sizes differ: the pooled accuracy weighs logic more
+    assert results.n == 12 + 22  # sizes differ: the pooled accuracy weighs logic more
 
 
 def test_tokens_are_counted_as_the_text_is_scored_with_special_tokens(compose_cfg):

@@ -11,7 +11,7 @@ from hydra_eval.errors import UserError
 from hydra_eval.outputs import read_jsonl
 from hydra_eval.pipeline import run
 from tests.conftest import DATA_DIR, ROOT
-from tests.helpers import run_cli, summary_lines
+from tests.helpers import record, run_cli, summary_lines
 
 
 @pytest.mark.parametrize(
@@ -21,8 +21,9 @@ from tests.helpers import run_cli, summary_lines
 def test_all_stages_in_one_job(compose_cfg, dataset, metrics, capsys):
     cfg = compose_cfg("model=tiny_llama", f"dataset={dataset}", "dataset.limit=12")
     results = run(cfg)
-    assert results is not None and results["n"] == 12
-    assert {k for k in results["metrics"] if not k.endswith("_stderr")} == metrics
+    assert results is not None and results.n == 12
+    assert {k for k in results.metrics if not k.endswith("_stderr")} == metrics - {"length_capped"}
+    assert ("length_capped" in results.diagnostics) == ("length_capped" in metrics)  # beside the scores
     out = cfg.output_dir
     rows = read_jsonl(__import__("pathlib").Path(out) / "judged" / "tiny_llama" / f"{dataset}.jsonl")
     assert len(rows) == 12 and all({"id", "gold", "pred", "correct"} <= r.keys() for r in rows)
@@ -50,9 +51,9 @@ def test_infer_then_eval_then_viz_equals_all(compose_cfg, tmp_path, capsys):
     assert staged is not None and together is not None
     assert predictions.read_bytes() == written  # ... and never rewrites what infer wrote
     assert all(r["schema_version"] == 2 for r in read_jsonl(predictions))
-    assert staged["metrics"] == together["metrics"]
+    assert staged.metrics == together.metrics
     run(compose_cfg(*base, "mode=viz", f"output_dir={split}"))
-    assert f"{together['metrics']['accuracy']:.2f}" in capsys.readouterr().out
+    assert f"{together.metrics['accuracy']:.2f}" in capsys.readouterr().out
 
 
 def test_eval_without_predictions_is_a_user_error(compose_cfg):
@@ -86,12 +87,12 @@ def test_sweep_prints_one_table(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in summary_lines(proc.stdout) if line.startswith(("dataset ", "piqa ", "siqa "))]
-    assert [line.split()[0] for line in lines] == ["dataset", "piqa", "siqa", "siqa"]
+    assert [line.split()[0] for line in lines] == ["dataset", "piqa", "siqa"]
     assert [line.split()[2:4] for line in lines[1:]] == [
         ["accuracy", "ppl"],
         ["accuracy", "gen"],
-        ["length_capped", "gen"],
-    ]
+    ]  # length_capped is a diagnostic: a line under the table, not a metric row
+    assert any(line.startswith("diagnostics: ") and "length_capped" in line for line in proc.stdout.splitlines())
     assert len(list(tmp_path.glob("summary/summary_*.csv"))) == 1
     for job in ("0", "1"):
         assert (tmp_path / job / "hydra-eval.log").is_file()
@@ -124,7 +125,7 @@ def test_the_fake_backend_runs_every_stage_deterministically(compose_cfg, tmp_pa
     first = run(compose_cfg(*base, f"output_dir={tmp_path / 'a'}"), print_summary=False)
     second = run(compose_cfg(*base, f"output_dir={tmp_path / 'b'}"), print_summary=False)
     assert first is not None and second is not None
-    assert first["metrics"] == second["metrics"] and metric in first["metrics"]
+    assert first.metrics == second.metrics and metric in first.metrics
     a = (tmp_path / "a" / "predictions" / "fake" / f"{dataset}.jsonl").read_bytes()
     assert a == (tmp_path / "b" / "predictions" / "fake" / f"{dataset}.jsonl").read_bytes()
 
@@ -136,7 +137,7 @@ def test_fake_replies_are_judged_by_the_extractor(compose_cfg):
     rows = read_jsonl(Path(cfg.output_dir) / "judged" / "fake" / "siqa.jsonl")
     assert {r["answer"] for r in rows} == {"B"} and all(r["finish_reasons"] == ["eos"] for r in rows)
     gold_b = sum(r["gold"] == 1 for r in rows)
-    assert results["metrics"]["accuracy"] == pytest.approx(100 * gold_b / 30)
+    assert results.metrics["accuracy"] == pytest.approx(100 * gold_b / 30)
 
 
 @pytest.mark.process
@@ -150,7 +151,7 @@ def test_the_fake_backend_imports_no_torch(tmp_path):
         "with initialize_config_module(config_module='hydra_eval.conf', version_base='1.3'):\n"
         f"    cfg = compose('config', ['model=fake', 'dataset.limit=5', 'tracking=none',\n"
         f"        'output_dir={tmp_path}', 'paths.data_dir={DATA_DIR}', 'paths.cache_dir={tmp_path / 'cache'}'])\n"
-        "assert run(cfg, print_summary=False)['n'] == 5\n"
+        "assert run(cfg, print_summary=False).n == 5\n"
         "assert 'torch' not in sys.modules, 'the fake backend imported torch'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -163,20 +164,10 @@ def test_the_summary_table_aligns_cjk_names_by_display_width():
     from hydra_eval.summary import display_width, table, to_text
 
     results = [
-        {
-            "model": "模型甲",
-            "dataset": "ceval",
-            "version": "abc123",
-            "mode": "ppl",
-            "metrics": {"acc": 41.5, "acc/计算机网络": 52.63, "acc/college_physics": 30.0},
-        },
-        {
-            "model": "smollm2_135m",
-            "dataset": "cmmlu",
-            "version": "def456",
-            "mode": "ppl",
-            "metrics": {"acc/中国历史": 25.0},
-        },
+        record(
+            "模型甲", "ceval", "abc123", "ppl", {"acc": 41.5, "acc/计算机网络": 52.63, "acc/college_physics": 30.0}
+        ),
+        record("smollm2_135m", "cmmlu", "def456", "ppl", {"acc/中国历史": 25.0}),
     ]
     lines = to_text(table(results)).splitlines()
     assert display_width("计算机网络") == 10 and display_width("acc") == 3

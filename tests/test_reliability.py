@@ -280,9 +280,9 @@ def test_complete_results_stay_complete_when_the_summary_cannot_be_written(
     cfg = compose_cfg(*TINY, f"output_dir={small_disk / 'job'}")
     results = run(cfg)  # no exception: the results were complete
     assert results is not None
-    assert f"{results['metrics']['accuracy']:.2f}" in capsys.readouterr().out
+    assert f"{results.metrics['accuracy']:.2f}" in capsys.readouterr().out
     saved = json.loads((small_disk / "job" / "results" / "tiny_llama" / "piqa.json").read_text())
-    assert saved["metrics"] == results["metrics"]
+    assert saved["metrics"] == results.metrics
     summary = small_disk / "job" / "summary"
     assert all(p.stat().st_size > 0 for p in summary.glob("*")) and not list(summary.glob(".*"))
 

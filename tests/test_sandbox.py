@@ -157,7 +157,7 @@ def test_harness_errors_fail_the_job_and_are_never_scored_as_the_model_failing(c
     monkeypatch.setattr(sandbox, "run_many", real)
     with open_dict(cfg):
         cfg.mode = compose_cfg("mode=eval").mode
-    assert "pass@1" in run(cfg)["metrics"]  # the generations were kept: scoring again needs no model
+    assert "pass@1" in run(cfg).metrics  # the generations were kept: scoring again needs no model
 
 
 @pytest.mark.process

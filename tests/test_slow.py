@@ -18,7 +18,7 @@ def test_piqa_200_rows_equal_the_one_row_at_a_time_reference(compose_cfg, tmp_pa
     golden = json.loads(GOLDEN.read_text())
     results = run(compose_cfg("dataset=piqa", "dataset.limit=200"), print_summary=False)
     assert results is not None
-    assert results["metrics"]["accuracy"] == pytest.approx(golden["accuracy"], abs=1e-9)
+    assert results.metrics["accuracy"] == pytest.approx(golden["accuracy"], abs=1e-9)
     rows = read_jsonl(tmp_path / "out" / "judged" / "smollm2_135m" / "piqa.jsonl")
     for row, expected in zip(rows, golden["scores"], strict=True):
         assert row["scores"] == pytest.approx(expected, abs=1e-4)
@@ -27,7 +27,7 @@ def test_piqa_200_rows_equal_the_one_row_at_a_time_reference(compose_cfg, tmp_pa
 @pytest.mark.slow
 def test_siqa_keeps_raw_generation_and_letter(compose_cfg, tmp_path):
     results = run(compose_cfg("dataset=siqa", "dataset.limit=12"), print_summary=False)
-    assert results is not None and results["n"] == 12
+    assert results is not None and results.n == 12
     rows = read_jsonl(tmp_path / "out" / "judged" / "smollm2_135m" / "siqa.jsonl")
     assert all(isinstance(r["generation"], str) and r["answer"] in {"A", "B", "C", None} for r in rows)
     assert sum(r["answer"] is not None for r in rows) >= 6  # the chat-tuned model answers with a letter
@@ -91,4 +91,4 @@ def test_real_model_output_with_reasoning_tags_is_stripped_and_both_kept(compose
     for r in tagged:
         assert r["reasoning"][0] and "</think>" not in r["outputs"][0]
         assert r["generation"].endswith(r["outputs"][0])
-    assert results["generation"]["mean_reasoning_tokens"] > 0
+    assert results.generation["mean_reasoning_tokens"] > 0

@@ -126,7 +126,7 @@ def test_a_judge_sweep_runs_the_judge_job_after_the_judged_jobs_with_the_judges_
     # the two judged jobs (one job array) ask for fake's 1 CPU, the judge job for the judge's 2
     assert cpus == ["#SBATCH --cpus-per-task=1", "#SBATCH --cpus-per-task=2"]
     result = read_json(sweep / "1" / "results" / "fake_b" / "arena_hard.json")
-    assert result["metrics"]["win_rate"] == 50.0 and result["metrics"]["judge_calls"] == 6
+    assert result["metrics"]["win_rate"] == 50.0 and result["diagnostics"]["judge_calls"] == 6
     table = [line.split() for line in summary_lines(proc.stdout)]
     assert table[0] == ["dataset", "version", "metric", "mode", "fake_b"]
     assert read_json(sweep / "failed.json") == []

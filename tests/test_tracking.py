@@ -188,7 +188,8 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     params = {p["key"]: p["value"] for p in child["data"]["params"]}
     assert params["model.name"] == "tiny_llama_b" and params["dataset.gen.extractor"] == "first_letter"
     metrics = {m["key"]: m["value"] for m in child["data"]["metrics"]}  # how the generations ended
-    assert "siqa/length_capped" in metrics and metrics["generation/generations"] == 4
+    assert "diagnostics/length_capped" in metrics and metrics["generation/generations"] == 4
+    assert "siqa/length_capped" not in metrics  # a diagnostic, not a score
 
     # mode=viz from MLflow instead of files: a leaderboard with filters
     board = hydra_eval(
@@ -206,8 +207,8 @@ def test_sweep_is_a_parent_with_one_child_per_job(server, tmp_path):
     assert sorted((line.split()[0], line.split()[2]) for line in lines[2:]) == [
         ("piqa", "accuracy"),
         ("siqa", "accuracy"),
-        ("siqa", "length_capped"),
-    ]
+    ]  # length_capped: a diagnostic, under the table
+    assert any(line.startswith("diagnostics: tiny_llama_b on siqa") for line in board.stdout.splitlines())
 
     # ... with the same statistics as the sweep's own files: per-row scores come back from the runs
     both = hydra_eval(
@@ -367,10 +368,10 @@ def test_jobs_named_by_their_settings_are_runs_of_their_own_with_their_metrics(c
                           override("tracking.uri", uri), f"output_dir={tmp_path / str(seed)}")  # fmt: skip
         run(cfg, print_summary=False)
     settings = OmegaConf.to_object(cfg.tracking)
-    records = sorted(tracking.leaderboard(settings, [], [], []), key=lambda r: r["model"])
-    assert [(r["model"], r["dataset"]) for r in records] == [("fake[seed=1]", "piqa[limit=4]"),
-                                                             ("fake[seed=2]", "piqa[limit=4]")]  # fmt: skip
-    assert all(set(r["metrics"]) == {"accuracy", "accuracy_stderr"} for r in records)
+    records = sorted((r for r, _ in tracking.leaderboard(settings, [], [], [])), key=lambda r: r.model)
+    assert [(r.model, r.dataset) for r in records] == [("fake[seed=1]", "piqa[limit=4]"),
+                                                       ("fake[seed=2]", "piqa[limit=4]")]  # fmt: skip
+    assert all(set(r.metrics) == {"accuracy", "accuracy_stderr"} for r in records)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -485,7 +486,7 @@ def test_a_judge_sweep_logs_the_judged_child_with_its_verdicts(server, tmp_path)
     child = state["children"]["fake_b/arena_hard"]
     assert child["metrics"]["arena_hard/win_rate"] == 50.0 and child["metrics"]["arena_hard/wins"] == 3
     assert {"arena_hard/win_rate_ci_low", "arena_hard/win_rate_ci_high"} <= set(child["metrics"])
-    assert child["metrics"]["arena_hard/judge_parse_failures"] == 0
+    assert child["metrics"]["diagnostics/judge_parse_failures"] == 0
     assert state["parent_metrics"]["fake_b/arena_hard/win_rate"] == 50.0
     run = next(r for r in server.runs("judged") if r["info"]["run_name"] == "fake_b/arena_hard")
     assert tags(run)["judge"] == "fake" and tags(run)["judge_mode"] == "pairwise"

@@ -78,15 +78,18 @@ def test_long_choices_that_tie_after_the_cut_are_counted_and_reported(compose_cf
     with caplog.at_level(logging.WARNING):
         results = run(compose_cfg("model=tiny_llama", "dataset=custom", f"dataset.path={path}"))
     assert results is not None
-    metrics = results["metrics"]
+    metrics = {**results.metrics, **results.diagnostics}  # input_truncated, tied: diagnostics
     assert metrics["input_truncated"] == pytest.approx(200 / 3) and metrics["tied"] == pytest.approx(200 / 3)
     judged = read_jsonl(tmp_path / "out" / "judged" / "tiny_llama" / "custom.jsonl")
     assert [r.get("tied") for r in judged] == [[0, 1], [0, 1], None]
     assert [r.get("tied_norm") for r in judged] == [[0, 1], [0, 1], None]
     cut = [[c.get("truncated", 0) > 0 for c in r["candidates"]] for r in judged]
     assert cut == [[True, True], [True, True], [False, False]]
-    table = {tuple(line.split()[2:4]) for line in summary_lines(capsys.readouterr().out)[2:]}
-    assert {("input_truncated", "ppl"), ("tied", "ppl")} <= table
+    out = capsys.readouterr().out
+    table = {tuple(line.split()[2:4]) for line in summary_lines(out)[2:]}
+    assert not {("input_truncated", "ppl"), ("tied", "ppl")} & table  # diagnostics: under the table
+    [line] = [line for line in out.splitlines() if line.startswith("diagnostics: ")]
+    assert "input_truncated 66.6667" in line and "tied 66.6667" in line
     text = caplog.text
     assert "2 of 3 custom rows" in text and "model.max_seq_len" in text and "tied" in text
 
@@ -104,12 +107,14 @@ def test_gen_prompts_are_cut_to_leave_room_for_the_new_tokens_and_counted(compos
     with caplog.at_level(logging.WARNING):
         results = run(compose_cfg(*args, "dataset.gen.max_out_len=100"))
     assert results is not None
-    assert results["metrics"]["input_truncated"] == pytest.approx(200 / 3) and "tied" not in results["metrics"]
+    assert results.diagnostics["input_truncated"] == pytest.approx(200 / 3) and "tied" not in results.diagnostics
     predictions = read_jsonl(tmp_path / "out" / "predictions" / "tiny_llama" / "custom.jsonl")
     assert [r.get("truncated", 0) for r in predictions] == [3203 - 412, 498 - 412, 0]
     assert [r["n_prompt_tokens"] for r in predictions] == [412, 412, 25]
-    table = {tuple(line.split()[2:4]) for line in summary_lines(capsys.readouterr().out)[2:]}
-    assert ("input_truncated", "gen") in table
+    out = capsys.readouterr().out
+    table = {tuple(line.split()[2:4]) for line in summary_lines(out)[2:]}
+    assert ("input_truncated", "gen") not in table  # a diagnostic: under the table
+    assert any(line.startswith("diagnostics: ") and "input_truncated" in line for line in out.splitlines())
     assert "2 of 3 custom rows" in caplog.text
 
 
@@ -119,7 +124,7 @@ def test_new_tokens_beyond_the_window_stop_at_the_window(compose_cfg, tmp_path):
     args = ("model=tiny_llama", "dataset=custom", f"dataset.path={path}", "dataset.mode=gen")
     cfg = compose_cfg(*args, "dataset.gen.max_out_len=600", "dataset.gen.stop=[]")
     results = run(cfg)
-    assert results is not None and "input_truncated" not in results["metrics"]
+    assert results is not None and "input_truncated" not in results.diagnostics
     (row,) = read_jsonl(Path(cfg.output_dir) / "predictions" / "tiny_llama" / "custom.jsonl")
     assert row["n_prompt_tokens"] + row["n_new_tokens"] <= 512 < row["n_prompt_tokens"] + 600
     assert row["finish_reasons"] == ["length"]

@@ -87,3 +87,28 @@ def grouped(settings: JudgeSettings, groups: dict[str, str], judgments: Sequence
         if weight:
             out[f"{name}/{group}"] = scale * sum(j.weight * (j.score or 0.0) for j in mine) / weight
     return out
+
+
+# What compute() reports that is about the judge, not the judged model: shown beside the scores, never as one
+DIAGNOSTICS = ("judge_calls", "judge_parse_failures")
+
+
+def per_row(
+    settings: JudgeSettings, ids: Sequence[str], judgments: Sequence[Judgment]
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """The dataset's metric as each row's (weighted verdicts x scale, their weight), parse failures left out:
+    its value is sum(numerators) / sum(denominators). None when no verdict parsed, or ids repeat."""
+    if len(set(ids)) != len(ids):
+        return {}
+    name, scale = METRIC[settings.mode], scale_of(settings.mode)
+    by_row: dict[str, list[Judgment]] = {i: [] for i in ids}
+    for j in judgments:
+        if j.score is not None:
+            by_row[j.id].append(j)
+    rows = {
+        i: (scale * sum(j.weight * (j.score or 0.0) for j in mine), float(sum(j.weight for j in mine)))
+        for i, mine in by_row.items()
+    }
+    if sum(d for _, d in rows.values()) <= 0:
+        return {}
+    return {name: rows}

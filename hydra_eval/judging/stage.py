@@ -30,6 +30,7 @@ from hydra_eval.records import (
     Prediction,
     prediction_from_json,
 )
+from hydra_eval.results import JudgeMeta
 from hydra_eval.schema import ApiConfig, Config, DatasetConfig, DatasetMode, JudgeMode, JudgeSettings
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def judgment(settings: JudgeSettings, item: prompts.JudgeItem, key: str, reply: 
     )
 
 
-def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
+def run_judge(cfg: Config, files: JobFiles) -> JudgeMeta:
     """Judge every prediction of this job; returns the judge metadata written beside the judgments."""
     preflight(cfg)
     assert cfg.judge is not None and cfg.dataset.gen is not None
@@ -238,22 +239,22 @@ def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
     judgments = [judgment(settings, it, k, done[k]) for it, k in zip(items, keys, strict=True)]
     write_jsonl(files.judgments, [j.to_json() for j in judgments])
     failures = [j for j in judgments if j.error is not None]
-    meta = {
-        "judge": cfg.judge.name,
-        "judge_identity": ident,
-        "cache_key": cache.key,
-        "mode": settings.mode.value,
-        "verdict_format": prompts.verdict_format(settings).value,
-        "prompt_version": prompts.version(settings),
-        "baseline": settings.baseline_field and f"field:{settings.baseline_field}" or settings.baseline,
-        "requests": len(keys),
-        "reused": reused,
-        "computed": len(todo),
-        "parse_failures": len(failures),
-        "judge_s": judge_s,
-        "load_s": counters.load_s,
-    }
-    write_json(files.judge_meta, meta)
+    meta = JudgeMeta(
+        judge=cfg.judge.name,
+        identity=ident,
+        cache_key=cache.key,
+        mode=settings.mode.value,
+        verdict_format=prompts.verdict_format(settings).value,
+        prompt_version=prompts.version(settings),
+        baseline=settings.baseline_field and f"field:{settings.baseline_field}" or settings.baseline,
+        requests=len(keys),
+        reused=reused,
+        computed=len(todo),
+        parse_failures=len(failures),
+        judge_s=judge_s,
+        load_s=counters.load_s,
+    )
+    write_json(files.judge_meta, meta.to_json())
     log.info(
         "judge: %d verdicts, %d unparsed, %d calls made in %.1fs -> %s",
         len(judgments),
@@ -269,10 +270,11 @@ def run_judge(cfg: Config, files: JobFiles) -> dict[str, Any]:
     return meta
 
 
-def read_judgments(files: JobFiles) -> tuple[dict[str, Any], list[Judgment]]:
+def read_judgments(files: JobFiles) -> tuple[JudgeMeta, list[Judgment]]:
     if not files.judgments.is_file() or not files.judge_meta.is_file():
         raise UserError(
             f"no judgments at {files.judgments}: run mode=judge (or mode=all with judge=<model>) first"
         )
     where = str(files.judgments)
-    return read_json(files.judge_meta), [Judgment.from_json(r, where) for r in read_jsonl(files.judgments)]
+    meta = JudgeMeta.from_json(read_json(files.judge_meta))
+    return meta, [Judgment.from_json(r, where) for r in read_jsonl(files.judgments)]

@@ -43,6 +43,7 @@ from hydra_eval.plan import (
     launcher_name,
     without_key,
 )
+from hydra_eval.results import FailedJob
 from hydra_plugins.hydra_eval_plugins.composed import failure_of, sweep_config
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class EvalSweeper(Sweeper):
             after = self._launch(judging, int(self.config.retry), start)
             failed += [self._failure(judging[i], r, n, sweep_dir) for i, (r, n) in after.items() if not _ok(r)]
             returns += [ret for ret, _ in after.values()]
-        write_json(sweep_dir / FAILED_FILE, failed)
+        write_json(sweep_dir / FAILED_FILE, [f.to_json() for f in failed])
         return [returns]
 
     def _launch(self, plan: list[PlannedJob], retry: int, first: int = 0) -> dict[int, tuple[JobReturn, int]]:
@@ -189,21 +190,21 @@ class EvalSweeper(Sweeper):
                 break
         return final
 
-    def _failure(self, job: PlannedJob, ret: JobReturn, num: int, sweep_dir: Path) -> dict[str, Any]:
+    def _failure(self, job: PlannedJob, ret: JobReturn, num: int, sweep_dir: Path) -> FailedJob:
         folder = sweep_dir / str(num)
-        return {
-            "model": job.model,
-            "dataset": job.dataset,
-            "shard": f"{job.shard + 1}/{job.shards}",
-            "job": num,
-            "error": _error_line(ret),
-            "log": str(folder / "hydra-eval.log"),
-            "overrides": job.job_overrides,
-        }
+        return FailedJob(
+            model=job.model,
+            dataset=job.dataset,
+            shard=f"{job.shard + 1}/{job.shards}",
+            job=num,
+            error=_error_line(ret),
+            log=str(folder / "hydra-eval.log"),
+            overrides=tuple(job.job_overrides),
+        )
 
     def _merge_shards(
         self, plan: list[PlannedJob], final: dict[int, tuple[JobReturn, int]], sweep_dir: Path
-    ) -> list[dict[str, Any]]:
+    ) -> list[FailedJob]:
         """Merge and score each sharded pair whose shards all succeeded, in this process (no model needed)."""
         from hydra_eval import pipeline, shards
 
@@ -211,7 +212,7 @@ class EvalSweeper(Sweeper):
         for i, job in enumerate(plan):
             if job.shards > 1:
                 groups.setdefault(tuple(job.overrides), []).append(i)
-        failed = []
+        failed: list[FailedJob] = []
         for members in groups.values():
             model, dataset = plan[members[0]].pair
             if not all(_ok(final[i][0]) for i in members):
@@ -229,15 +230,15 @@ class EvalSweeper(Sweeper):
                 log.info("merged %d shards of %s x %s into %s", len(roots), model, dataset, out)
             except Exception as e:
                 failed.append(
-                    {
-                        "model": model,
-                        "dataset": dataset,
-                        "shard": "merge",
-                        "job": None,
-                        "error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:500]}",
-                        "log": str(out),
-                        "overrides": plan[members[0]].overrides,
-                    }
+                    FailedJob(
+                        model=model,
+                        dataset=dataset,
+                        shard="merge",
+                        job=None,
+                        error=f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:500]}",
+                        log=str(out),
+                        overrides=tuple(plan[members[0]].overrides),
+                    )
                 )
         return failed
 
