@@ -31,7 +31,7 @@ def test_every_results_file_records_hydra_evals_version_and_commit(compose_cfg):
     git_commit.cache_clear()
     results = run(compose_cfg("model=fake", "dataset=piqa", "dataset.limit=4"))
     assert results is not None
-    prov = results["provenance"]
+    prov = results.provenance
     assert prov["hydra_eval"] == hydra_eval.__version__
     assert prov["git_commit"].removesuffix("+dirty") == _head().strip()
 
@@ -39,5 +39,5 @@ def test_every_results_file_records_hydra_evals_version_and_commit(compose_cfg):
 def test_a_judged_results_file_names_its_judge(compose_cfg):
     results = run(compose_cfg("model=fake", "dataset=mt_bench", "dataset.limit=2", "judge=fake"))
     assert results is not None
-    assert results["provenance"]["judge"]["name"] == "fake"
-    assert results["provenance"]["judge"]["identity"]["judge"]  # the judge backend's own identity
+    assert results.provenance["judge"]["name"] == "fake"
+    assert results.provenance["judge"]["identity"]["judge"]  # the judge backend's own identity
